@@ -1,0 +1,175 @@
+"""The configuration schema. Every field is validated at startup; errors name the key path."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SECRET_REF = re.compile(r"^(env|vault):[A-Za-z_][A-Za-z0-9_.\-/]*$")
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._\-]*$"
+
+ProviderType = Literal["openai", "azure", "openai_compatible", "anthropic", "gemini", "simulator"]
+Capability = Literal["chat", "tools", "vision", "json", "embeddings", "streaming"]
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(Strict):
+    """Upstream timeouts in seconds."""
+
+    connect: float = Field(5.0, gt=0)
+    first_byte: float = Field(60.0, gt=0)
+    between_chunks: float = Field(60.0, gt=0)
+    total: float = Field(600.0, gt=0)
+
+
+class SimulatorFaults(Strict):
+    """Faults the simulator injects, each a probability in [0, 1]."""
+
+    rate_limit: float = Field(0.0, ge=0, le=1)
+    retry_after_s: float = Field(1.0, ge=0)
+    server_error: float = Field(0.0, ge=0, le=1)
+    timeout: float = Field(0.0, ge=0, le=1)
+    disconnect_mid_stream: float = Field(0.0, ge=0, le=1)
+
+
+class SimulatorSettings(Strict):
+    """Timing of the built-in simulator provider."""
+
+    ttft_ms: float = Field(50.0, ge=0)
+    tokens_per_s: float = Field(200.0, gt=0)
+    max_reply_tokens: int = Field(64, ge=1)
+    seed: int | None = None
+    faults: SimulatorFaults = SimulatorFaults()
+
+
+class ModelConfig(Strict):
+    """One model served by a provider."""
+
+    name: str = Field(pattern=NAME)
+    upstream: str | None = None
+    context_window: int = Field(8192, gt=0)
+    max_output_tokens: int = Field(4096, gt=0)
+    input_price: float = Field(0.0, ge=0, description="USD per million input tokens")
+    output_price: float = Field(0.0, ge=0, description="USD per million output tokens")
+    cached_input_price: float | None = Field(None, ge=0)
+    capabilities: frozenset[Capability] = frozenset({"chat", "streaming"})
+    embedding_dimensions: int | None = Field(None, gt=0)
+    tokenizer: str | None = None
+
+    @property
+    def upstream_id(self) -> str:
+        """The model id sent to the provider (Azure: the deployment name)."""
+        return self.upstream or self.name
+
+
+class ProviderConfig(Strict):
+    """One upstream provider and the models it serves."""
+
+    name: str = Field(pattern=NAME)
+    type: ProviderType
+    base_url: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeouts: Timeouts = Timeouts()
+    max_response_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    max_connections: int = Field(256, gt=0)
+    stream_usage: bool = True
+    models: list[ModelConfig] = Field(min_length=1)
+    simulator: SimulatorSettings | None = None
+
+    @field_validator("api_key")
+    @classmethod
+    def _secret_is_reference(cls, value: str | None) -> str | None:
+        if value is not None and not SECRET_REF.match(value):
+            raise ValueError(
+                "must be a secret reference such as 'env:OPENAI_API_KEY' or 'vault:openai';"
+                " literal secrets are not allowed in the configuration file"
+            )
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_are_references_when_secret(cls, value: dict[str, str]) -> dict[str, str]:
+        for header in value:
+            if header.lower() in {"authorization", "api-key", "x-api-key", "x-goog-api-key"}:
+                if not SECRET_REF.match(value[header]):
+                    raise ValueError(f"header {header!r} carries a secret: use a reference")
+        return value
+
+    @model_validator(mode="after")
+    def _check_type_requirements(self) -> ProviderConfig:
+        if self.type in {"azure", "openai_compatible"} and not self.base_url:
+            raise ValueError(f"providers of type {self.type!r} need a base_url")
+        if self.type == "azure" and not self.api_version:
+            raise ValueError("providers of type 'azure' need an api_version")
+        if self.type in {"openai", "azure", "anthropic", "gemini"} and not self.api_key:
+            raise ValueError(f"providers of type {self.type!r} need an api_key reference")
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model names: {', '.join(dupes)}")
+        return self
+
+
+class RouteConfig(Strict):
+    """A public model name that maps to one or more provider models, tried in order."""
+
+    name: str = Field(pattern=NAME)
+    targets: list[str] = Field(min_length=1, description="'provider/model' references")
+
+
+class ServerConfig(Strict):
+    """How the gateway listens and where it keeps its state."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    max_body_bytes: int = Field(1024 * 1024, gt=0)
+    heartbeat_interval_s: float = Field(15.0, gt=0)
+    default_tenant: str = Field("default", pattern=NAME)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file inside the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'relaygate.db').as_posix()}"
+
+
+class GatewayConfig(Strict):
+    """The whole configuration file."""
+
+    server: ServerConfig = ServerConfig()
+    providers: list[ProviderConfig] = Field(min_length=1)
+    routes: list[RouteConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> GatewayConfig:
+        providers = {p.name: p for p in self.providers}
+        if len(providers) != len(self.providers):
+            raise ValueError("provider names must be unique")
+        route_names: set[str] = set()
+        for route in self.routes:
+            if route.name in route_names:
+                raise ValueError(f"route {route.name!r} is declared twice")
+            route_names.add(route.name)
+            for target in route.targets:
+                provider_name, _, model_name = target.partition("/")
+                provider = providers.get(provider_name)
+                if provider is None or not any(m.name == model_name for m in provider.models):
+                    raise ValueError(
+                        f"route {route.name!r} targets {target!r}, which is not a declared"
+                        " 'provider/model'"
+                    )
+        return self

@@ -1,0 +1,208 @@
+"""The pooled upstream HTTP client shared by every HTTP provider.
+
+One aiohttp session per provider (keep-alive pool), separate connect / first-byte / between-chunk /
+total timeouts, redirects never followed, and response bodies capped in size. Error messages never
+contain the upstream URL or any credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+
+from relaygate.config.schema import ProviderConfig
+from relaygate.errors import UpstreamError
+from relaygate.providers.sse import SSEDecoder, SSEEvent
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            return None
+    return None
+
+
+def _error_message(payload: bytes) -> tuple[str | None, str | None, str | None]:
+    """Pull message, code and param out of an OpenAI/Anthropic/Gemini error body, if any."""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None, None, None
+    if isinstance(data, list) and data:
+        data = data[0]
+    if not isinstance(data, dict):
+        return None, None, None
+    error = data.get("error", data)
+    if not isinstance(error, dict):
+        return (error if isinstance(error, str) else None), None, None
+    message = error.get("message")
+    code = error.get("code") or error.get("type") or error.get("status")
+    param = error.get("param")
+    return (
+        message if isinstance(message, str) else None,
+        str(code) if code is not None else None,
+        param if isinstance(param, str) else None,
+    )
+
+
+class UpstreamClient:
+    """HTTP access to one provider. Knows nothing of any wire format beyond JSON and SSE."""
+
+    def __init__(self, config: ProviderConfig, base_url: str, headers: Mapping[str, str]) -> None:
+        self.config = config
+        self.base_url = base_url.rstrip("/")
+        self._headers = dict(headers)
+        self._secrets = [v for v in headers.values() if len(v) >= 8]
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            t = self.config.timeouts
+            connector = aiohttp.TCPConnector(
+                limit=self.config.max_connections, ttl_dns_cache=300, enable_cleanup_closed=True
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._headers,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=t.connect, sock_read=t.between_chunks
+                ),
+                auto_decompress=True,
+                trust_env=False,
+            )
+        return self._session
+
+    def redact(self, text: str) -> str:
+        """Remove any credential this client holds from `text`."""
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+    async def aclose(self) -> None:
+        """Close the pool."""
+        if self._session is not None:
+            await self._session.close()
+
+    @asynccontextmanager
+    async def _request(
+        self, path: str, body: Any, params: Mapping[str, str] | None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        name = self.config.name
+        url = self.base_url + path
+        session = self._get_session()
+        try:
+            async with asyncio.timeout(self.config.timeouts.first_byte):
+                response = await session.post(
+                    url, data=orjson.dumps(body), params=params,
+                    headers={"Content-Type": "application/json"}, allow_redirects=False,
+                )
+        except TimeoutError:
+            raise UpstreamError(504, f"provider {name!r} did not answer in time", retryable=True,
+                                code="upstream_timeout") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(502, f"provider {name!r} is unreachable ({type(exc).__name__})",
+                                retryable=True, code="upstream_unreachable") from None
+        try:
+            if response.status >= 300:
+                await self._raise_for_status(response)
+            yield response
+        finally:
+            response.release() if response.closed else response.close()
+
+    async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
+        name = self.config.name
+        status = response.status
+        try:
+            payload = await response.content.read(64 * 1024)
+        except (aiohttp.ClientError, TimeoutError):
+            payload = b""
+        message, code, param = _error_message(payload)
+        retry_after = _retry_after(response.headers)
+        if 300 <= status < 400:
+            raise UpstreamError(502, f"provider {name!r} answered with a redirect", retryable=False)
+        if status in (401, 403):
+            raise UpstreamError(502, f"provider {name!r} rejected the gateway's credentials",
+                                retryable=True, code="upstream_auth_failed")
+        if status == 429:
+            raise UpstreamError(429, f"provider {name!r} is rate limiting", retryable=True,
+                                retry_after=retry_after, code=code or "rate_limit_exceeded")
+        if status in (408, 504):
+            raise UpstreamError(504, f"provider {name!r} timed out", retryable=True,
+                                retry_after=retry_after, code="upstream_timeout")
+        if status >= 500:
+            raise UpstreamError(502, f"provider {name!r} failed (HTTP {status})", retryable=True,
+                                retry_after=retry_after, code="upstream_error")
+        detail = self.redact(message)[:2000] if message else f"HTTP {status}"
+        out_status = status if status in (400, 404, 413, 422) else 400
+        raise UpstreamError(out_status, f"provider {name!r} rejected the request: {detail}",
+                            retryable=False, code=code, param=param)
+
+    async def post_json(self, path: str, body: Any, params: Mapping[str, str] | None = None) -> Any:
+        """POST JSON, return parsed JSON; bounded by the total timeout and the size cap."""
+        try:
+            async with asyncio.timeout(self.config.timeouts.total):
+                async with self._request(path, body, params) as response:
+                    payload = await self._read_capped(response)
+        except TimeoutError:
+            raise UpstreamError(504, f"provider {self.config.name!r} timed out", retryable=True,
+                                code="upstream_timeout") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(502, f"provider {self.config.name!r} connection failed"
+                                f" ({type(exc).__name__})", retryable=True) from None
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(502, f"provider {self.config.name!r} sent invalid JSON",
+                                retryable=True) from None
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        cap = self.config.max_response_bytes
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > cap:
+                raise UpstreamError(502, f"provider {self.config.name!r} response exceeds"
+                                    f" {cap} bytes", retryable=False)
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def stream_events(
+        self, path: str, body: Any, params: Mapping[str, str] | None = None
+    ) -> AsyncIterator[SSEEvent]:
+        """POST JSON and yield the SSE events of the response as they arrive."""
+        cap = self.config.max_response_bytes
+        name = self.config.name
+        decoder = SSEDecoder()
+        size = 0
+        try:
+            async with asyncio.timeout(self.config.timeouts.total):
+                async with self._request(path, body, params) as response:
+                    async for chunk in response.content.iter_any():
+                        size += len(chunk)
+                        if size > cap:
+                            raise UpstreamError(502, f"provider {name!r} stream exceeds {cap}"
+                                                " bytes", retryable=False)
+                        for event in decoder.feed(chunk):
+                            yield event
+        except TimeoutError:
+            raise UpstreamError(504, f"provider {name!r} stream timed out", retryable=True,
+                                code="upstream_timeout") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(502, f"provider {name!r} stream broke ({type(exc).__name__})",
+                                retryable=True, code="upstream_disconnected") from None

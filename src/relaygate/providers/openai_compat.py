@@ -1,0 +1,109 @@
+"""The shared base for every provider that speaks OpenAI's wire format.
+
+The request body passes through untouched except for `model` (replaced by the upstream id) and
+`stream_options.include_usage` (always asked for when streaming, so usage is exact; the gateway
+strips the usage chunk again when the client did not ask for it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+
+from relaygate.config.schema import ModelConfig, ProviderConfig
+from relaygate.errors import UpstreamError
+from relaygate.providers.base import JSON
+from relaygate.providers.http import UpstreamClient
+
+
+def configured_headers(config: ProviderConfig, secrets: Mapping[str, str]) -> dict[str, str]:
+    """The provider's extra headers, with secret references replaced by their values."""
+    return {name: secrets.get(f"header:{name}", value) for name, value in config.headers.items()}
+
+
+class OpenAICompatibleProvider:
+    """OpenAI, vLLM, TGI, Ollama, llama.cpp, Mistral, Groq, Together, DeepSeek, OpenRouter..."""
+
+    default_base_url = "https://api.openai.com/v1"
+
+    def __init__(self, config: ProviderConfig, secrets: Mapping[str, str]) -> None:
+        self.config = config
+        self.client = UpstreamClient(
+            config, config.base_url or self.default_base_url, self.auth_headers(secrets)
+        )
+
+    def auth_headers(self, secrets: Mapping[str, str]) -> dict[str, str]:
+        """Headers sent with every request: the bearer key plus configured extras."""
+        headers = configured_headers(self.config, secrets)
+        api_key = secrets.get("api_key")
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        return headers
+
+    def chat_path(self, model: ModelConfig) -> str:
+        """Path of the chat completions endpoint."""
+        return "/chat/completions"
+
+    def embeddings_path(self, model: ModelConfig) -> str:
+        """Path of the embeddings endpoint."""
+        return "/embeddings"
+
+    def query_params(self) -> dict[str, str] | None:
+        """Query parameters added to every call."""
+        return None
+
+    def prepare(self, body: JSON, model: ModelConfig) -> JSON:
+        """The upstream body: the client's, with the upstream model id."""
+        return {**body, "model": model.upstream_id}
+
+    async def chat(self, body: JSON, model: ModelConfig) -> JSON:
+        """Non-streaming chat completion, passed through."""
+        payload = {**self.prepare(body, model), "stream": False}
+        payload.pop("stream_options", None)
+        result = await self.client.post_json(self.chat_path(model), payload, self.query_params())
+        if not isinstance(result, dict) or "choices" not in result:
+            raise UpstreamError(502, f"provider {self.config.name!r} sent an unexpected response",
+                                retryable=True)
+        return result
+
+    async def stream_chat(self, body: JSON, model: ModelConfig) -> AsyncIterator[JSON]:
+        """Streaming chat completion: each upstream `data:` event parsed into a chunk dict."""
+        payload: dict[str, Any] = {**self.prepare(body, model), "stream": True}
+        if self.config.stream_usage:
+            options = payload.get("stream_options")
+            payload["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                         "include_usage": True}
+        events = self.client.stream_events(self.chat_path(model), payload, self.query_params())
+        async for event in events:
+            if event.data == "[DONE]":
+                return
+            try:
+                chunk = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                raise UpstreamError(502, f"provider {self.config.name!r} sent an invalid chunk",
+                                    retryable=False) from None
+            if isinstance(chunk, dict) and "error" in chunk:
+                error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+                message = self.client.redact(str(error.get("message", "stream error")))[:2000]
+                raise UpstreamError(502, f"provider {self.config.name!r} failed mid-stream:"
+                                    f" {message}", retryable=False, code="upstream_error")
+            if isinstance(chunk, dict):
+                yield chunk
+        raise UpstreamError(502, f"provider {self.config.name!r} ended the stream early",
+                            retryable=False, code="upstream_disconnected")
+
+    async def embed(self, body: JSON, model: ModelConfig) -> JSON:
+        """Embeddings, passed through."""
+        result = await self.client.post_json(
+            self.embeddings_path(model), self.prepare(body, model), self.query_params()
+        )
+        if not isinstance(result, dict) or "data" not in result:
+            raise UpstreamError(502, f"provider {self.config.name!r} sent an unexpected response",
+                                retryable=True)
+        return result
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self.client.aclose()

@@ -1,0 +1,5 @@
+"""Offline token counting."""
+
+from relaygate.tokens.counter import TokenCounter
+
+__all__ = ["TokenCounter"]
