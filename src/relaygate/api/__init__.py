@@ -1,0 +1,1 @@
+"""The HTTP surface: OpenAI-compatible data plane and health endpoints."""

@@ -1,0 +1,1 @@
+"""Authentication of data-plane and admin callers."""

@@ -100,9 +100,9 @@ class ProviderConfig(Strict):
     @classmethod
     def _headers_are_references_when_secret(cls, value: dict[str, str]) -> dict[str, str]:
         for header in value:
-            if header.lower() in {"authorization", "api-key", "x-api-key", "x-goog-api-key"}:
-                if not SECRET_REF.match(value[header]):
-                    raise ValueError(f"header {header!r} carries a secret: use a reference")
+            secret = header.lower() in {"authorization", "api-key", "x-api-key", "x-goog-api-key"}
+            if secret and not SECRET_REF.match(value[header]):
+                raise ValueError(f"header {header!r} carries a secret: use a reference")
         return value
 
     @model_validator(mode="after")

@@ -31,8 +31,14 @@ class ChunkAccumulator:
         for choice in chunk.get("choices") or ():
             index = int(choice.get("index", 0))
             state = self._choices.setdefault(
-                index, {"content": [], "refusal": [], "tool_calls": {}, "finish_reason": None,
-                        "role": "assistant"}
+                index,
+                {
+                    "content": [],
+                    "refusal": [],
+                    "tool_calls": {},
+                    "finish_reason": None,
+                    "role": "assistant",
+                },
             )
             delta = choice.get("delta") or {}
             if delta.get("role"):
@@ -78,14 +84,28 @@ class ChunkAccumulator:
             }
             if state["tool_calls"]:
                 message["tool_calls"] = [
-                    {"id": c["id"], "type": c["type"],
-                     "function": {"name": c["name"], "arguments": "".join(c["arguments"])}}
+                    {
+                        "id": c["id"],
+                        "type": c["type"],
+                        "function": {"name": c["name"], "arguments": "".join(c["arguments"])},
+                    }
                     for _, c in sorted(state["tool_calls"].items())
                 ]
-            choices.append({"index": index, "message": message, "logprobs": None,
-                            "finish_reason": state["finish_reason"] or "stop"})
-        out: JSON = {"id": self.id, "object": "chat.completion", "created": self.created,
-                     "model": self.model, "choices": choices}
+            choices.append(
+                {
+                    "index": index,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": state["finish_reason"] or "stop",
+                }
+            )
+        out: JSON = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
         if self.system_fingerprint:
             out["system_fingerprint"] = self.system_fingerprint
         if self.usage:

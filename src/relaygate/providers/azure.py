@@ -11,7 +11,7 @@ from relaygate.providers.openai_compat import OpenAICompatibleProvider, configur
 
 
 class AzureOpenAIProvider(OpenAICompatibleProvider):
-    """`base_url` is the resource endpoint, e.g. https://NAME.openai.azure.com; `upstream` the deployment."""
+    """Azure: `base_url` is https://NAME.openai.azure.com, `upstream` the deployment name."""
 
     def auth_headers(self, secrets: Mapping[str, str]) -> dict[str, str]:
         """Azure authenticates with an `api-key` header, not a bearer token."""

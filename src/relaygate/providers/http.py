@@ -108,15 +108,26 @@ class UpstreamClient:
         try:
             async with asyncio.timeout(self.config.timeouts.first_byte):
                 response = await session.post(
-                    url, data=orjson.dumps(body), params=params,
-                    headers={"Content-Type": "application/json"}, allow_redirects=False,
+                    url,
+                    data=orjson.dumps(body),
+                    params=params,
+                    headers={"Content-Type": "application/json"},
+                    allow_redirects=False,
                 )
         except TimeoutError:
-            raise UpstreamError(504, f"provider {name!r} did not answer in time", retryable=True,
-                                code="upstream_timeout") from None
+            raise UpstreamError(
+                504,
+                f"provider {name!r} did not answer in time",
+                retryable=True,
+                code="upstream_timeout",
+            ) from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(502, f"provider {name!r} is unreachable ({type(exc).__name__})",
-                                retryable=True, code="upstream_unreachable") from None
+            raise UpstreamError(
+                502,
+                f"provider {name!r} is unreachable ({type(exc).__name__})",
+                retryable=True,
+                code="upstream_unreachable",
+            ) from None
         try:
             if response.status >= 300:
                 await self._raise_for_status(response)
@@ -136,21 +147,45 @@ class UpstreamClient:
         if 300 <= status < 400:
             raise UpstreamError(502, f"provider {name!r} answered with a redirect", retryable=False)
         if status in (401, 403):
-            raise UpstreamError(502, f"provider {name!r} rejected the gateway's credentials",
-                                retryable=True, code="upstream_auth_failed")
+            raise UpstreamError(
+                502,
+                f"provider {name!r} rejected the gateway's credentials",
+                retryable=True,
+                code="upstream_auth_failed",
+            )
         if status == 429:
-            raise UpstreamError(429, f"provider {name!r} is rate limiting", retryable=True,
-                                retry_after=retry_after, code=code or "rate_limit_exceeded")
+            raise UpstreamError(
+                429,
+                f"provider {name!r} is rate limiting",
+                retryable=True,
+                retry_after=retry_after,
+                code=code or "rate_limit_exceeded",
+            )
         if status in (408, 504):
-            raise UpstreamError(504, f"provider {name!r} timed out", retryable=True,
-                                retry_after=retry_after, code="upstream_timeout")
+            raise UpstreamError(
+                504,
+                f"provider {name!r} timed out",
+                retryable=True,
+                retry_after=retry_after,
+                code="upstream_timeout",
+            )
         if status >= 500:
-            raise UpstreamError(502, f"provider {name!r} failed (HTTP {status})", retryable=True,
-                                retry_after=retry_after, code="upstream_error")
+            raise UpstreamError(
+                502,
+                f"provider {name!r} failed (HTTP {status})",
+                retryable=True,
+                retry_after=retry_after,
+                code="upstream_error",
+            )
         detail = self.redact(message)[:2000] if message else f"HTTP {status}"
         out_status = status if status in (400, 404, 413, 422) else 400
-        raise UpstreamError(out_status, f"provider {name!r} rejected the request: {detail}",
-                            retryable=False, code=code, param=param)
+        raise UpstreamError(
+            out_status,
+            f"provider {name!r} rejected the request: {detail}",
+            retryable=False,
+            code=code,
+            param=param,
+        )
 
     async def post_json(self, path: str, body: Any, params: Mapping[str, str] | None = None) -> Any:
         """POST JSON, return parsed JSON; bounded by the total timeout and the size cap."""
@@ -159,16 +194,24 @@ class UpstreamClient:
                 async with self._request(path, body, params) as response:
                     payload = await self._read_capped(response)
         except TimeoutError:
-            raise UpstreamError(504, f"provider {self.config.name!r} timed out", retryable=True,
-                                code="upstream_timeout") from None
+            raise UpstreamError(
+                504,
+                f"provider {self.config.name!r} timed out",
+                retryable=True,
+                code="upstream_timeout",
+            ) from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(502, f"provider {self.config.name!r} connection failed"
-                                f" ({type(exc).__name__})", retryable=True) from None
+            raise UpstreamError(
+                502,
+                f"provider {self.config.name!r} connection failed ({type(exc).__name__})",
+                retryable=True,
+            ) from None
         try:
             return orjson.loads(payload)
         except orjson.JSONDecodeError:
-            raise UpstreamError(502, f"provider {self.config.name!r} sent invalid JSON",
-                                retryable=True) from None
+            raise UpstreamError(
+                502, f"provider {self.config.name!r} sent invalid JSON", retryable=True
+            ) from None
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         cap = self.config.max_response_bytes
@@ -177,8 +220,11 @@ class UpstreamClient:
         async for chunk in response.content.iter_any():
             size += len(chunk)
             if size > cap:
-                raise UpstreamError(502, f"provider {self.config.name!r} response exceeds"
-                                    f" {cap} bytes", retryable=False)
+                raise UpstreamError(
+                    502,
+                    f"provider {self.config.name!r} response exceeds {cap} bytes",
+                    retryable=False,
+                )
             parts.append(chunk)
         return b"".join(parts)
 
@@ -196,13 +242,21 @@ class UpstreamClient:
                     async for chunk in response.content.iter_any():
                         size += len(chunk)
                         if size > cap:
-                            raise UpstreamError(502, f"provider {name!r} stream exceeds {cap}"
-                                                " bytes", retryable=False)
+                            raise UpstreamError(
+                                502,
+                                f"provider {name!r} stream exceeds {cap} bytes",
+                                retryable=False,
+                            )
                         for event in decoder.feed(chunk):
                             yield event
         except TimeoutError:
-            raise UpstreamError(504, f"provider {name!r} stream timed out", retryable=True,
-                                code="upstream_timeout") from None
+            raise UpstreamError(
+                504, f"provider {name!r} stream timed out", retryable=True, code="upstream_timeout"
+            ) from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(502, f"provider {name!r} stream broke ({type(exc).__name__})",
-                                retryable=True, code="upstream_disconnected") from None
+            raise UpstreamError(
+                502,
+                f"provider {name!r} stream broke ({type(exc).__name__})",
+                retryable=True,
+                code="upstream_disconnected",
+            ) from None

@@ -64,8 +64,9 @@ class OpenAICompatibleProvider:
         payload.pop("stream_options", None)
         result = await self.client.post_json(self.chat_path(model), payload, self.query_params())
         if not isinstance(result, dict) or "choices" not in result:
-            raise UpstreamError(502, f"provider {self.config.name!r} sent an unexpected response",
-                                retryable=True)
+            raise UpstreamError(
+                502, f"provider {self.config.name!r} sent an unexpected response", retryable=True
+            )
         return result
 
     async def stream_chat(self, body: JSON, model: ModelConfig) -> AsyncIterator[JSON]:
@@ -73,8 +74,10 @@ class OpenAICompatibleProvider:
         payload: dict[str, Any] = {**self.prepare(body, model), "stream": True}
         if self.config.stream_usage:
             options = payload.get("stream_options")
-            payload["stream_options"] = {**(options if isinstance(options, dict) else {}),
-                                         "include_usage": True}
+            payload["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
         events = self.client.stream_events(self.chat_path(model), payload, self.query_params())
         async for event in events:
             if event.data == "[DONE]":
@@ -82,17 +85,26 @@ class OpenAICompatibleProvider:
             try:
                 chunk = orjson.loads(event.data)
             except orjson.JSONDecodeError:
-                raise UpstreamError(502, f"provider {self.config.name!r} sent an invalid chunk",
-                                    retryable=False) from None
+                raise UpstreamError(
+                    502, f"provider {self.config.name!r} sent an invalid chunk", retryable=False
+                ) from None
             if isinstance(chunk, dict) and "error" in chunk:
                 error = chunk["error"] if isinstance(chunk["error"], dict) else {}
                 message = self.client.redact(str(error.get("message", "stream error")))[:2000]
-                raise UpstreamError(502, f"provider {self.config.name!r} failed mid-stream:"
-                                    f" {message}", retryable=False, code="upstream_error")
+                raise UpstreamError(
+                    502,
+                    f"provider {self.config.name!r} failed mid-stream: {message}",
+                    retryable=False,
+                    code="upstream_error",
+                )
             if isinstance(chunk, dict):
                 yield chunk
-        raise UpstreamError(502, f"provider {self.config.name!r} ended the stream early",
-                            retryable=False, code="upstream_disconnected")
+        raise UpstreamError(
+            502,
+            f"provider {self.config.name!r} ended the stream early",
+            retryable=False,
+            code="upstream_disconnected",
+        )
 
     async def embed(self, body: JSON, model: ModelConfig) -> JSON:
         """Embeddings, passed through."""
@@ -100,8 +112,9 @@ class OpenAICompatibleProvider:
             self.embeddings_path(model), self.prepare(body, model), self.query_params()
         )
         if not isinstance(result, dict) or "data" not in result:
-            raise UpstreamError(502, f"provider {self.config.name!r} sent an unexpected response",
-                                retryable=True)
+            raise UpstreamError(
+                502, f"provider {self.config.name!r} sent an unexpected response", retryable=True
+            )
         return result
 
     async def aclose(self) -> None:

@@ -29,10 +29,35 @@ from relaygate.providers.aggregate import collect
 from relaygate.providers.base import JSON
 from relaygate.tokens.counter import TokenCounter
 
-WORDS = (
-    "the gateway routes each request to a provider and streams tokens back while keeping keys"
-    " safe budgets exact and every answer accounted for in the usage ledger"
-).split()
+WORDS = [
+    "the",
+    "gateway",
+    "routes",
+    "each",
+    "request",
+    "to",
+    "a",
+    "provider",
+    "and",
+    "streams",
+    "tokens",
+    "back",
+    "while",
+    "keeping",
+    "keys",
+    "safe",
+    "budgets",
+    "exact",
+    "and",
+    "every",
+    "answer",
+    "accounted",
+    "for",
+    "in",
+    "the",
+    "usage",
+    "ledger",
+]
 
 
 def _metadata(body: JSON) -> dict[str, str]:
@@ -51,7 +76,7 @@ def _example(schema: Any, depth: int = 0) -> Any:
     """A value that satisfies simple JSON schemas (enough for tool-call arguments)."""
     if not isinstance(schema, dict) or depth > 4:
         return "value"
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     kind = schema.get("type")
     if isinstance(kind, list):
@@ -84,10 +109,12 @@ class SimulatorProvider:
             return meta["simulator_fault"]
         faults = self.settings.faults
         roll = self._random.random()
-        for name, probability in (("rate_limit", faults.rate_limit),
-                                  ("server_error", faults.server_error),
-                                  ("timeout", faults.timeout),
-                                  ("disconnect", faults.disconnect_mid_stream)):
+        for name, probability in (
+            ("rate_limit", faults.rate_limit),
+            ("server_error", faults.server_error),
+            ("timeout", faults.timeout),
+            ("disconnect", faults.disconnect_mid_stream),
+        ):
             if roll < probability:
                 return name
             roll -= probability
@@ -96,19 +123,33 @@ class SimulatorProvider:
     async def _raise_fault(self, fault: str) -> None:
         name = self.config.name
         if fault == "rate_limit":
-            raise UpstreamError(429, f"provider {name!r} is rate limiting (simulated)",
-                                retryable=True, retry_after=self.settings.faults.retry_after_s,
-                                code="rate_limit_exceeded")
+            raise UpstreamError(
+                429,
+                f"provider {name!r} is rate limiting (simulated)",
+                retryable=True,
+                retry_after=self.settings.faults.retry_after_s,
+                code="rate_limit_exceeded",
+            )
         if fault == "server_error":
-            raise UpstreamError(502, f"provider {name!r} failed (simulated HTTP 500)",
-                                retryable=True, code="upstream_error")
+            raise UpstreamError(
+                502,
+                f"provider {name!r} failed (simulated HTTP 500)",
+                retryable=True,
+                code="upstream_error",
+            )
         if fault == "timeout":
             await asyncio.sleep(self.config.timeouts.first_byte)
-            raise UpstreamError(504, f"provider {name!r} did not answer in time (simulated)",
-                                retryable=True, code="upstream_timeout")
+            raise UpstreamError(
+                504,
+                f"provider {name!r} did not answer in time (simulated)",
+                retryable=True,
+                code="upstream_timeout",
+            )
 
     def _reply_words(self, body: JSON, model: ModelConfig, meta: dict[str, str]) -> list[str]:
-        limit = body.get("max_completion_tokens") or body.get("max_tokens") or model.max_output_tokens
+        limit = (
+            body.get("max_completion_tokens") or body.get("max_tokens") or model.max_output_tokens
+        )
         wanted = int(_float(meta, "simulator_reply_tokens", self.settings.max_reply_tokens))
         count = max(1, min(int(limit), wanted))
         seed = hashlib.blake2b(orjson.dumps(body.get("messages")), digest_size=8).digest()
@@ -126,11 +167,18 @@ class SimulatorProvider:
         messages = body.get("messages") or []
         if choice == "auto" and messages and messages[-1].get("role") == "tool":
             return []  # the tool already answered: reply with text
-        chosen = tools if body.get("parallel_tool_calls", True) and choice != "required" else tools[:1]
+        chosen = (
+            tools if body.get("parallel_tool_calls", True) and choice != "required" else tools[:1]
+        )
         return [
-            {"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
-             "function": {"name": t["function"].get("name", "tool"),
-                          "arguments": orjson.dumps(_example(t["function"].get("parameters"))).decode()}}
+            {
+                "id": "call_" + uuid.uuid4().hex[:24],
+                "type": "function",
+                "function": {
+                    "name": t["function"].get("name", "tool"),
+                    "arguments": orjson.dumps(_example(t["function"].get("parameters"))).decode(),
+                },
+            }
             for t in chosen
         ]
 
@@ -143,24 +191,49 @@ class SimulatorProvider:
         ttft = _float(meta, "simulator_ttft_ms", self.settings.ttft_ms) / 1000
         rate = _float(meta, "simulator_tokens_per_s", self.settings.tokens_per_s)
         interval = 1 / rate if rate > 0 else 0.0
-        base = {"id": "chatcmpl-sim" + uuid.uuid4().hex[:20], "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": model.upstream_id,
-                "system_fingerprint": "fp_simulator"}
+        base = {
+            "id": "chatcmpl-sim" + uuid.uuid4().hex[:20],
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model.upstream_id,
+            "system_fingerprint": "fp_simulator",
+        }
         prompt_tokens = self.counter.count_messages(body.get("messages") or [], body.get("tools"))
         await asyncio.sleep(ttft)
-        yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                    "logprobs": None, "finish_reason": None}]}
+        yield {
+            **base,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": ""},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            ],
+        }
         calls = self._tool_calls(body)
         pieces: list[JSON]
         if calls:
             pieces = []
             for i, call in enumerate(calls):
-                pieces.append({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
-                               "function": {"name": call["function"]["name"], "arguments": ""}}]})
+                pieces.append(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": i,
+                                "id": call["id"],
+                                "type": "function",
+                                "function": {"name": call["function"]["name"], "arguments": ""},
+                            }
+                        ]
+                    }
+                )
                 args = call["function"]["arguments"]
                 step = max(1, len(args) // 3)
-                pieces += [{"tool_calls": [{"index": i, "function": {"arguments": args[j:j + step]}}]}
-                           for j in range(0, len(args), step)]
+                pieces += [
+                    {"tool_calls": [{"index": i, "function": {"arguments": args[j : j + step]}}]}
+                    for j in range(0, len(args), step)
+                ]
             finish = "tool_calls"
         else:
             words = self._reply_words(body, model, meta)
@@ -172,30 +245,53 @@ class SimulatorProvider:
                     obj = {"answer": "".join(words).strip()}
                 words = [orjson.dumps(obj).decode()]
             pieces = [{"content": w} for w in words]
-            finish = "stop" if len(words) < int(body.get("max_completion_tokens")
-                                                or body.get("max_tokens") or 1 << 30) else "length"
+            finish = (
+                "stop"
+                if len(words)
+                < int(body.get("max_completion_tokens") or body.get("max_tokens") or 1 << 30)
+                else "length"
+            )
         text = ""
         for n, delta in enumerate(pieces):
             if fault == "disconnect" and n >= len(pieces) // 2:
-                raise UpstreamError(502, f"provider {self.config.name!r} dropped the connection"
-                                    " (simulated)", retryable=False, code="upstream_disconnected")
+                raise UpstreamError(
+                    502,
+                    f"provider {self.config.name!r} dropped the connection (simulated)",
+                    retryable=False,
+                    code="upstream_disconnected",
+                )
             if interval:
                 await asyncio.sleep(interval)
             text += delta.get("content", "") + "".join(
-                (c.get("function") or {}).get("name", "") + (c.get("function") or {}).get("arguments", "")
-                for c in delta.get("tool_calls", ()))
-            yield {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                        "finish_reason": None}]}
-        yield {**base, "choices": [{"index": 0, "delta": {}, "logprobs": None,
-                                    "finish_reason": finish}]}
+                (c.get("function") or {}).get("name", "")
+                + (c.get("function") or {}).get("arguments", "")
+                for c in delta.get("tool_calls", ())
+            )
+            yield {
+                **base,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}],
+            }
+        yield {
+            **base,
+            "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}],
+        }
         completion = self.counter.count_text(text)
-        yield {**base, "choices": [], "usage": {
-            "prompt_tokens": prompt_tokens, "completion_tokens": completion,
-            "total_tokens": prompt_tokens + completion,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0,
-                                          "rejected_prediction_tokens": 0}}}
+        yield {
+            **base,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion,
+                "total_tokens": prompt_tokens + completion,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {
+                    "reasoning_tokens": 0,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
+            },
+        }
 
     async def chat(self, body: JSON, model: ModelConfig) -> JSON:
         """The buffered form of the same stream."""
@@ -207,20 +303,31 @@ class SimulatorProvider:
         if fault and fault != "disconnect":
             await self._raise_fault(fault)
         raw = body.get("input")
-        inputs = [raw] if isinstance(raw, str) or (
-            isinstance(raw, list) and raw and all(isinstance(v, int) for v in raw)) else list(raw or [])
+        inputs = (
+            [raw]
+            if isinstance(raw, str)
+            or (isinstance(raw, list) and raw and all(isinstance(v, int) for v in raw))
+            else list(raw or [])
+        )
         dims = int(body.get("dimensions") or model.embedding_dimensions or 256)
         as_base64 = body.get("encoding_format") == "base64"
         data = []
         for index, item in enumerate(inputs):
             text = item if isinstance(item, str) else " ".join(str(t) for t in item)
             vector = _bag_of_words(text, dims)
-            embedding: Any = (base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
-                              if as_base64 else vector)
+            embedding: Any = (
+                base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+                if as_base64
+                else vector
+            )
             data.append({"object": "embedding", "index": index, "embedding": embedding})
         tokens = self.counter.count_embedding_input(raw)
-        return {"object": "list", "data": data, "model": model.upstream_id,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {
+            "object": "list",
+            "data": data,
+            "model": model.upstream_id,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -17,7 +17,7 @@ class SSEEvent:
 
 
 class SSEDecoder:
-    """Feed bytes as they arrive; get back complete events. Bounded so a broken peer cannot OOM us."""
+    """Feed bytes as they arrive, get back complete events; bounded against a broken peer."""
 
     __slots__ = ("_buffer", "_data", "_event", "_id", "_max_event_bytes", "_pending_size")
 
@@ -52,7 +52,9 @@ class SSEDecoder:
             if not self._data:
                 self._event = ""
                 return None
-            event = SSEEvent(data="\n".join(self._data), event=self._event or "message", id=self._id)
+            event = SSEEvent(
+                data="\n".join(self._data), event=self._event or "message", id=self._id
+            )
             self._data = []
             self._event = ""
             self._pending_size = 0

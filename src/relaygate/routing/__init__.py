@@ -1,0 +1,1 @@
+"""Choosing the provider and model that serve a request."""

@@ -1,0 +1,1 @@
+"""Process startup: bootstrap of the database and keys, the banner, and the ASGI server."""

@@ -1,0 +1,7 @@
+"""`python -m relaygate` runs the CLI."""
+
+import sys
+
+from relaygate.cli import main
+
+sys.exit(main())

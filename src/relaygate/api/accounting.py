@@ -1,0 +1,95 @@
+"""Per-request bookkeeping shared by the data-plane endpoints: routes and usage records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from relaygate.auth.keyring import Principal
+from relaygate.config.schema import Capability
+from relaygate.errors import GatewayError, bad_request
+from relaygate.routing.catalog import Deployment, Route
+from relaygate.routing.failover import Attempted
+from relaygate.state import Gateway
+from relaygate.usage.cost import Usage
+from relaygate.usage.meter import UsageMeter, price
+from relaygate.usage.recorder import UsageEvent
+
+
+def resolve(
+    gw: Gateway, model: str, needs: frozenset[Capability]
+) -> tuple[Route, list[Deployment]]:
+    """The route named `model` and its deployments able to serve `needs`; 404 or 400 otherwise."""
+    route = gw.catalog.resolve(model)
+    if route is None:
+        raise GatewayError(
+            404,
+            f"The model '{model}' does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+    deployments = route.supporting(needs)
+    if not deployments:
+        missing = sorted(needs - route.capabilities) or sorted(needs)
+        raise bad_request(
+            f"model '{model}' does not support: {', '.join(missing)}",
+            param="model",
+            code="unsupported_capability",
+        )
+    return route, list(deployments)
+
+
+@dataclass(slots=True)
+class RequestLedger:
+    """Everything needed to write the usage record once the request ends."""
+
+    gw: Gateway
+    request_id: str
+    principal: Principal
+    endpoint: str
+    route: str
+    end_user: str | None
+    stream: bool
+    meter: UsageMeter
+    attempted: Attempted | None = None
+    finished: bool = field(default=False)
+
+    def headers(self) -> dict[str, str]:
+        """The routing decision, visible on every answer."""
+        if self.attempted is None:
+            return {"x-relaygate-route": self.route}
+        return {
+            "x-relaygate-route": self.route,
+            "x-relaygate-provider": self.attempted.deployment.provider_name,
+            "x-relaygate-model": self.attempted.deployment.model.name,
+            "x-relaygate-attempts": str(self.attempted.attempts),
+        }
+
+    def finish(self, usage: Usage, status: int, outcome: str) -> float:
+        """Write the usage record (once); returns the cost in USD."""
+        if self.finished:
+            return 0.0
+        self.finished = True
+        deployment = self.attempted.deployment if self.attempted else None
+        cost = price(deployment.model if deployment else None, usage)
+        self.gw.usage.record(
+            UsageEvent(
+                request_id=self.request_id,
+                tenant_id=self.principal.tenant_id,
+                environment=self.principal.environment,
+                key_id=self.principal.key_id,
+                endpoint=self.endpoint,
+                route=self.route,
+                status=status,
+                outcome=outcome,
+                provider=deployment.provider_name if deployment else None,
+                model=deployment.model.name if deployment else None,
+                end_user=self.end_user,
+                stream=self.stream,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                cost_usd=cost,
+                latency_ms=self.meter.elapsed_ms(),
+            )
+        )
+        return cost

@@ -1,0 +1,163 @@
+"""POST /v1/chat/completions: authenticate, validate, route, call, stream, account."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from relaygate.api.accounting import RequestLedger, resolve
+from relaygate.api.authn import authenticate
+from relaygate.api.body import read_json
+from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
+from relaygate.api.sse import SSEResponse
+from relaygate.api.validation import ChatSpec, validate_chat
+from relaygate.errors import GatewayError, UpstreamError
+from relaygate.providers.base import JSON
+from relaygate.routing.catalog import Deployment
+from relaygate.routing.failover import first_success, open_stream
+from relaygate.state import Gateway, gateway
+from relaygate.usage.cost import Usage
+from relaygate.usage.meter import UsageMeter
+
+DONE = b"data: [DONE]\n\n"
+CLIENT_CLOSED = 499
+
+
+def _frame(payload: Any) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+async def chat_completions(request: Request) -> Response | SSEResponse:
+    """The OpenAI chat completions endpoint."""
+    gw = gateway(request)
+    principal = authenticate(request, gw.keyring)
+    body = await read_json(request, gw.config.server.max_body_bytes)
+    spec = validate_chat(body)
+    route, deployments = resolve(gw, spec.model, spec.needs)
+    ledger = RequestLedger(
+        gw=gw,
+        request_id=request.scope["state"]["request_id"],
+        principal=principal,
+        endpoint="chat",
+        route=route.name,
+        end_user=spec.end_user,
+        stream=spec.stream,
+        meter=UsageMeter(gw.counter),
+    )
+    if spec.stream:
+        return await _stream(request, gw, body, spec, deployments, ledger)
+    return await _complete(request, gw, body, deployments, ledger)
+
+
+def _prompt_tokens(gw: Gateway, body: JSON) -> int:
+    return gw.counter.count_messages(body.get("messages") or [], body.get("tools"))
+
+
+async def _complete(
+    request: Request,
+    gw: Gateway,
+    body: JSON,
+    deployments: list[Deployment],
+    ledger: RequestLedger,
+) -> Response:
+    async def call(deployment: Deployment) -> JSON:
+        return await deployment.provider.chat(body, deployment.model)
+
+    try:
+        result, ledger.attempted = await unless_disconnected(
+            request.receive, first_success(deployments, call)
+        )
+    except ClientDisconnected:
+        ledger.finish(Usage(prompt_tokens=_prompt_tokens(gw, body)), CLIENT_CLOSED, "cancelled")
+        return Response(status_code=CLIENT_CLOSED)
+    except UpstreamError as exc:
+        ledger.finish(Usage(), exc.status, "upstream_error")
+        exc.headers.update(ledger.headers())
+        raise
+    if not result.get("usage"):
+        completion = gw.counter.count_text(
+            "".join(str((c.get("message") or {}).get("content") or "") for c in result["choices"])
+        )
+        result["usage"] = Usage(_prompt_tokens(gw, body), completion).to_openai()
+    ledger.finish(Usage.from_openai(result["usage"]), 200, "ok")
+    return Response(orjson.dumps(result), media_type="application/json", headers=ledger.headers())
+
+
+async def _stream(
+    request: Request,
+    gw: Gateway,
+    body: JSON,
+    spec: ChatSpec,
+    deployments: list[Deployment],
+    ledger: RequestLedger,
+) -> Response | SSEResponse:
+    # Failover happens here, before the response starts: the client never sees a spliced answer.
+    try:
+        first, chunks, ledger.attempted = await unless_disconnected(
+            request.receive, open_stream(deployments, body)
+        )
+    except ClientDisconnected:
+        ledger.finish(Usage(prompt_tokens=_prompt_tokens(gw, body)), CLIENT_CLOSED, "cancelled")
+        return Response(status_code=CLIENT_CLOSED)
+    except UpstreamError as exc:
+        ledger.finish(Usage(), exc.status, "upstream_error")
+        exc.headers.update(ledger.headers())
+        raise
+    return SSEResponse(
+        _frames(gw, body, spec, first, chunks, ledger),
+        heartbeat_interval=gw.config.server.heartbeat_interval_s,
+        headers=ledger.headers(),
+    )
+
+
+async def _frames(
+    gw: Gateway,
+    body: JSON,
+    spec: ChatSpec,
+    first: JSON,
+    chunks: AsyncIterator[JSON],
+    ledger: RequestLedger,
+) -> AsyncIterator[bytes]:
+    meter = ledger.meter
+    outcome, status = "cancelled", CLIENT_CLOSED
+    try:
+        async for chunk in _prepend(first, chunks):
+            meter.observe_chunk(chunk)
+            if chunk.get("usage") is not None and not spec.include_usage:
+                if not chunk.get("choices"):
+                    continue
+                chunk = {k: v for k, v in chunk.items() if k != "usage"}
+            yield _frame(chunk)
+        if spec.include_usage and meter.reported is None:
+            usage = meter.usage(_prompt_tokens(gw, body))
+            yield _frame(
+                {
+                    "id": first.get("id"),
+                    "object": "chat.completion.chunk",
+                    "created": first.get("created"),
+                    "model": first.get("model"),
+                    "choices": [],
+                    "usage": usage.to_openai(),
+                }
+            )
+        yield DONE
+        outcome, status = "ok", 200
+    except GatewayError as exc:
+        # Ends the stream with an error event and no [DONE]: it never looks like a normal finish.
+        outcome, status = "upstream_error", exc.status
+        yield _frame(exc.body())
+    finally:
+        ledger.finish(meter.usage(_prompt_tokens(gw, body)), status, outcome)
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _prepend(first: JSON, rest: AsyncIterator[JSON]) -> AsyncIterator[JSON]:
+    yield first
+    async for chunk in rest:
+        yield chunk

@@ -1,0 +1,48 @@
+"""GET /v1/models and /v1/models/{id}: what the caller may use."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from relaygate.api.authn import authenticate
+from relaygate.errors import GatewayError
+from relaygate.routing.catalog import Route
+from relaygate.state import gateway
+
+CREATED = 1_700_000_000  # a fixed epoch: model entries come from configuration, not from time
+
+
+def _entry(route: Route) -> dict[str, object]:
+    owners = sorted({d.provider_name for d in route.deployments})
+    return {
+        "id": route.name,
+        "object": "model",
+        "created": CREATED,
+        "owned_by": owners[0] if len(owners) == 1 else "relaygate",
+    }
+
+
+async def list_models(request: Request) -> Response:
+    """Every route alias and provider/model reference the caller may use."""
+    gw = gateway(request)
+    authenticate(request, gw.keyring)
+    data = [_entry(r) for r in gw.catalog.listed()]
+    return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+
+
+async def retrieve_model(request: Request) -> Response:
+    """One model entry, or 404."""
+    gw = gateway(request)
+    authenticate(request, gw.keyring)
+    name = request.path_params["model"]
+    route = gw.catalog.resolve(name)
+    if route is None:
+        raise GatewayError(
+            404,
+            f"The model '{name}' does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+    return Response(orjson.dumps(_entry(route)), media_type="application/json")

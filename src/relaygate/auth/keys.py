@@ -1,0 +1,56 @@
+"""API key format: `rg_live_<key id>_<secret><checksum>`.
+
+256 CSPRNG bits of secret, an identifying prefix so scanners can spot leaks, a key id for
+lookups and logs, and a CRC32 checksum (6 base62 characters, GitHub style) so a typo or a
+random string is rejected before any lookup. Only the SHA-256 of the whole key is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import zlib
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+PREFIXES = ("rg_live_", "rg_test_")
+MIN_OPERATOR_KEY_LENGTH = 32
+
+
+def _base62(number: int, width: int) -> str:
+    digits = []
+    for _ in range(width):
+        number, rem = divmod(number, 62)
+        digits.append(ALPHABET[rem])
+    return "".join(reversed(digits))
+
+
+def _checksum(body: str) -> str:
+    return _base62(zlib.crc32(body.encode()), 6)
+
+
+def new_key_id() -> str:
+    """A short random identifier (not secret) naming a key in logs and the admin API."""
+    return _base62(secrets.randbits(48), 9)
+
+
+def generate_key(environment: str = "production", key_id: str | None = None) -> tuple[str, str]:
+    """A fresh key and its id. Test environments get the `rg_test_` prefix."""
+    key_id = key_id or new_key_id()
+    prefix = "rg_test_" if environment != "production" else "rg_live_"
+    body = f"{prefix}{key_id}_{_base62(secrets.randbits(256), 43)}"
+    return body + _checksum(body), key_id
+
+
+def has_valid_checksum(key: str) -> bool:
+    """True for a well-formed generated key (operator-chosen keys have no checksum)."""
+    return key.startswith(PREFIXES) and len(key) > 6 and _checksum(key[:-6]) == key[-6:]
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a key: hex SHA-256 (keys carry 256 bits, so no slow hash is needed)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def display_prefix(key: str) -> str:
+    """The non-secret start of a key, shown in listings."""
+    return key[:17] if key.startswith(PREFIXES) else key[:4] + "..."

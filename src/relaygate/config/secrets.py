@@ -1,0 +1,48 @@
+"""Resolve secret references (`env:NAME`) into values, at startup, naming the key path on error."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from relaygate.config.loader import ConfigError
+from relaygate.config.schema import SECRET_REF, GatewayConfig, ProviderConfig
+
+
+def _resolve(ref: str, environ: Mapping[str, str], where: str, problems: list[str]) -> str | None:
+    scheme, _, name = ref.partition(":")
+    if scheme == "env":
+        value = environ.get(name)
+        if not value:
+            problems.append(f"{where}: environment variable {name} is not set")
+        return value or None
+    problems.append(f"{where}: '{scheme}:' references need the provider vault, not available yet")
+    return None
+
+
+def provider_secrets(
+    config: GatewayConfig, environ: Mapping[str, str]
+) -> dict[str, dict[str, str]]:
+    """For each provider, a mapping of 'api_key' and 'header:NAME' to resolved values."""
+    problems: list[str] = []
+    resolved: dict[str, dict[str, str]] = {}
+    for index, provider in enumerate(config.providers):
+        resolved[provider.name] = _for_provider(provider, f"providers[{index}]", environ, problems)
+    if problems:
+        raise ConfigError("secrets", problems)
+    return resolved
+
+
+def _for_provider(
+    provider: ProviderConfig, where: str, environ: Mapping[str, str], problems: list[str]
+) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if provider.api_key:
+        value = _resolve(provider.api_key, environ, f"{where}.api_key", problems)
+        if value:
+            out["api_key"] = value
+    for header, raw in provider.headers.items():
+        if SECRET_REF.match(raw):
+            value = _resolve(raw, environ, f"{where}.headers.{header}", problems)
+            if value:
+                out[f"header:{header}"] = value
+    return out

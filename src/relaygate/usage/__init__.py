@@ -1,0 +1,1 @@
+"""Usage accounting: token counts, cost, and the durable usage ledger."""
