@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -10,22 +11,15 @@ from starlette.requests import Request
 from relaygate.errors import GatewayError
 
 
-async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The request body as a JSON object; 413 when over `max_bytes`, 400 when not a JSON object."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise GatewayError(400, "invalid Content-Length header")
-        if int(declared) > max_bytes:
-            raise _too_large(max_bytes)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(max_bytes)
-        chunks.append(chunk)
-    body = b"".join(chunks)
+async def read_json(request: Request, max_bytes: int, read_timeout: float) -> dict[str, Any]:
+    """The body as a JSON object: 408 when slower than `read_timeout`, 413 over `max_bytes`, else 400."""
+    try:
+        async with asyncio.timeout(read_timeout):
+            body = await _read(request, max_bytes)
+    except TimeoutError:
+        raise GatewayError(
+            408, f"the request body did not arrive within {read_timeout:g} s", code="request_timeout"
+        ) from None
     if not body:
         raise GatewayError(400, "the request body is empty; send a JSON object")
     try:
@@ -39,6 +33,23 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
     return data
+
+
+async def _read(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise GatewayError(400, "invalid Content-Length header")
+        if int(declared) > max_bytes:
+            raise _too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _too_large(max_bytes: int) -> GatewayError:

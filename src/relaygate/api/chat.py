@@ -35,7 +35,9 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
     """The OpenAI chat completions endpoint."""
     gw = gateway(request)
     principal = authenticate(request, gw.keyring)
-    body = await read_json(request, gw.config.server.max_body_bytes)
+    body = await read_json(
+        request, gw.config.server.max_body_bytes, gw.config.server.body_timeout_s
+    )
     spec = validate_chat(body)
     route, deployments = resolve(gw, spec.model, spec.needs)
     ledger = RequestLedger(

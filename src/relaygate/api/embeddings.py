@@ -25,7 +25,9 @@ async def embeddings(request: Request) -> Response:
     """The OpenAI embeddings endpoint."""
     gw = gateway(request)
     principal = authenticate(request, gw.keyring)
-    body = await read_json(request, gw.config.server.max_body_bytes)
+    body = await read_json(
+        request, gw.config.server.max_body_bytes, gw.config.server.body_timeout_s
+    )
     model, end_user = validate_embeddings(body)
     route, deployments = resolve(gw, model, frozenset({"embeddings"}))
     ledger = RequestLedger(

@@ -137,6 +137,7 @@ class ServerConfig(Strict):
     database_url: str | None = None
     max_body_bytes: int = Field(1024 * 1024, gt=0)
     heartbeat_interval_s: float = Field(15.0, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0)
     default_tenant: str = Field("default", pattern=NAME)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -121,10 +121,17 @@ class UpstreamClient:
                 retryable=True,
                 code="upstream_timeout",
             ) from None
+        except aiohttp.ClientConnectorError:
+            raise UpstreamError(
+                503,
+                f"provider {name!r} is unreachable",
+                retryable=True,
+                code="upstream_unavailable",
+            ) from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(
                 502,
-                f"provider {name!r} is unreachable ({type(exc).__name__})",
+                f"provider {name!r} failed before answering ({type(exc).__name__})",
                 retryable=True,
                 code="upstream_unreachable",
             ) from None

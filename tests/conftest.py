@@ -1,0 +1,44 @@
+"""Shared fixtures: fake upstreams in background threads and one real gateway process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.fakes.openai import API_KEY, FakeOpenAI
+from tests.support.gateway import RunningGateway, start_gateway, suite_config
+from tests.support.servers import serve_in_thread
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[tuple[FakeOpenAI, str]]:
+    """The fake OpenAI upstream and its base URL."""
+    fake = FakeOpenAI()
+    with serve_in_thread(fake.app) as url:
+        yield fake, url
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, fake_openai: tuple[FakeOpenAI, str]
+) -> Iterator[RunningGateway]:
+    """One gateway process for the session, configured with the simulator and the fakes."""
+    tmp: Path = tmp_path_factory.mktemp("gateway")
+    running = start_gateway(tmp, suite_config(fake_openai[1]), env={"FAKE_OPENAI_KEY": API_KEY})
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(gateway: RunningGateway) -> openai.OpenAI:
+    """The official OpenAI SDK pointed at the gateway."""
+    return openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
+
+
+@pytest.fixture
+def aclient(gateway: RunningGateway) -> openai.AsyncOpenAI:
+    """The official async OpenAI SDK pointed at the gateway."""
+    return openai.AsyncOpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
