@@ -122,7 +122,7 @@ def suite_config(
     ]
     fake_models.append({"name": "text-embed", "capabilities": ["embeddings"], "input_price": 0.1})
     return {
-        "server": {"heartbeat_interval_s": heartbeat, "max_body_bytes": 65536},
+        "server": {"heartbeat_interval_s": heartbeat, "max_body_bytes": 65536, "body_timeout_s": 2},
         "providers": [
             {
                 "name": "simulator",

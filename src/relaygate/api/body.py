@@ -12,13 +12,15 @@ from relaygate.errors import GatewayError
 
 
 async def read_json(request: Request, max_bytes: int, read_timeout: float) -> dict[str, Any]:
-    """The body as a JSON object: 408 when slower than `read_timeout`, 413 over `max_bytes`, else 400."""
+    """The body as a JSON object; 408 if slower than `read_timeout`, 413 over `max_bytes`."""
     try:
         async with asyncio.timeout(read_timeout):
             body = await _read(request, max_bytes)
     except TimeoutError:
         raise GatewayError(
-            408, f"the request body did not arrive within {read_timeout:g} s", code="request_timeout"
+            408,
+            f"the request body did not arrive within {read_timeout:g} s",
+            code="request_timeout",
         ) from None
     if not body:
         raise GatewayError(400, "the request body is empty; send a JSON object")
