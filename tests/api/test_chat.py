@@ -205,7 +205,7 @@ def test_json_schema_mode(client: openai.OpenAI) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["héllo wörld", "你好，世界", "emoji 🎉🚀 and ZWJ 👩‍👩‍👧", "RTL مرحبا"]
+    "text", ["héllo wörld", "你好 世界", "emoji 🎉🚀 and ZWJ 👩‍👩‍👧", "RTL مرحبا"]
 )
 def test_unicode_round_trips(client: openai.OpenAI, text: str) -> None:
     reply = client.chat.completions.create(

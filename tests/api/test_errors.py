@@ -1,4 +1,4 @@
-"""Every error leaves in OpenAI's envelope with the status that makes the SDK raise the right class."""
+"""Every error leaves in OpenAI's envelope, with the status that picks the SDK's exception."""
 
 from __future__ import annotations
 
