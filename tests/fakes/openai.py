@@ -10,6 +10,8 @@ Behaviour is chosen by the request's `model`:
 - `gpt-cut`: streams two chunks then drops the connection without [DONE].
 - `gpt-500`, `gpt-429`, `gpt-401`, `gpt-400`, `gpt-redirect`: answer with that error.
 Every request is recorded with its headers; closed connections are recorded with a timestamp.
+`closed_at` and `bytes_sent` are keyed by the request's tag: the `X-Test-Tag` header, else
+`metadata.tag` in the body (which a gateway passes through), else the request's index.
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
+def _tag(request: web.Request, body: dict[str, Any], index: int) -> str:
+    """The `X-Test-Tag` header, else `metadata.tag` (gateways pass the body through), else index."""
+    metadata = body.get("metadata")
+    from_body = metadata.get("tag") if isinstance(metadata, dict) else None
+    return request.headers.get("X-Test-Tag") or (str(from_body) if from_body else str(index))
+
+
 class FakeOpenAI:
     """The aiohttp application and its recorder."""
 
@@ -97,7 +106,7 @@ class FakeOpenAI:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json(loads=orjson.loads)
-        tag = request.headers.get("X-Test-Tag") or str(len(self.recorder.requests))
+        tag = _tag(request, body, len(self.recorder.requests))
         self.recorder.requests.append(body)
         self.recorder.headers.append(dict(request.headers))
         self.recorder.paths.append(request.path_qs)

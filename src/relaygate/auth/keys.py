@@ -12,7 +12,7 @@ import secrets
 import zlib
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-PREFIXES = ("rg_live_", "rg_test_")
+PREFIXES = ("rg_live_", "rg_test_", "rg_admin_")
 MIN_OPERATOR_KEY_LENGTH = 32
 
 
@@ -33,10 +33,13 @@ def new_key_id() -> str:
     return _base62(secrets.randbits(48), 9)
 
 
-def generate_key(environment: str = "production", key_id: str | None = None) -> tuple[str, str]:
-    """A fresh key and its id. Test environments get the `rg_test_` prefix."""
-    key_id = key_id or new_key_id()
-    prefix = "rg_test_" if environment != "production" else "rg_live_"
+def generate_key(environment: str = "production", *, admin: bool = False) -> tuple[str, str]:
+    """A fresh key and its id. Non-production environments get `rg_test_`, admins `rg_admin_`."""
+    key_id = new_key_id()
+    if admin:
+        prefix = "rg_admin_"
+    else:
+        prefix = "rg_test_" if environment != "production" else "rg_live_"
     body = f"{prefix}{key_id}_{_base62(secrets.randbits(256), 43)}"
     return body + _checksum(body), key_id
 
@@ -53,4 +56,4 @@ def hash_key(key: str) -> str:
 
 def display_prefix(key: str) -> str:
     """The non-secret start of a key, shown in listings."""
-    return key[:17] if key.startswith(PREFIXES) else key[:4] + "..."
+    return key[: key.index("_", 9) + 1] if key.startswith(PREFIXES) else key[:4] + "..."

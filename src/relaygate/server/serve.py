@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from typing import Any
 
 import uvicorn
@@ -13,6 +14,7 @@ from relaygate.app import create_app
 from relaygate.config.schema import GatewayConfig
 from relaygate.server.banner import banner
 from relaygate.server.bootstrap import bootstrap, environ
+from relaygate.store.keys import KeyTooShortError
 
 
 def serve(config: GatewayConfig, config_path: str | None) -> int:
@@ -21,7 +23,11 @@ def serve(config: GatewayConfig, config_path: str | None) -> int:
     logging.basicConfig(
         level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    result = asyncio.run(bootstrap(config, environ()))
+    try:
+        result = asyncio.run(bootstrap(config, environ()))
+    except KeyTooShortError as exc:
+        print(f"RELAYGATE_DEFAULT_KEY / RELAYGATE_ADMIN_KEY: {exc}", file=sys.stderr)
+        return 1
     first_model = (
         config.routes[0].name
         if config.routes

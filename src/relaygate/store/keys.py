@@ -61,7 +61,7 @@ class KeyStore:
                 )
             key, key_id = chosen, new_key_id()
         else:
-            key, key_id = generate_key(environment)
+            key, key_id = generate_key(environment, admin=kind == "admin")
         async with self._sessions.begin() as session:
             session.add(
                 ApiKey(
