@@ -247,7 +247,7 @@ class FakeOpenAI:
                 await response.write(b"data: " + orjson.dumps(usage) + b"\n\n")
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError):
+        except (ConnectionError, asyncio.CancelledError):
             self.recorder.closed_at[tag] = time.monotonic()
             raise
         return response

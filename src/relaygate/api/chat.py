@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,12 +14,12 @@ from relaygate.api.accounting import RequestLedger, resolve
 from relaygate.api.authn import authenticate
 from relaygate.api.body import read_json
 from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
-from relaygate.api.sse import SSEResponse
+from relaygate.api.sse import HEARTBEAT, SSEResponse
 from relaygate.api.validation import ChatSpec, validate_chat
 from relaygate.errors import GatewayError, UpstreamError
 from relaygate.providers.base import JSON
 from relaygate.routing.catalog import Deployment
-from relaygate.routing.failover import first_success, open_stream
+from relaygate.routing.failover import Attempted, first_success, open_stream
 from relaygate.state import Gateway, gateway
 from relaygate.usage.cost import Usage
 from relaygate.usage.meter import UsageMeter
@@ -97,14 +98,26 @@ async def _stream(
     deployments: list[Deployment],
     ledger: RequestLedger,
 ) -> Response | SSEResponse:
-    # Failover happens here, before the response starts: the client never sees a spliced answer.
+    # Failover happens before the first data frame: the client never sees a spliced answer.
+    heartbeat = gw.config.server.heartbeat_interval_s
+    opening = asyncio.ensure_future(open_stream(deployments, body))
     try:
-        first, chunks, ledger.attempted = await unless_disconnected(
-            request.receive, open_stream(deployments, body)
-        )
+        await unless_disconnected(request.receive, asyncio.wait((opening,), timeout=heartbeat))
     except ClientDisconnected:
+        opening.cancel()
+        await asyncio.gather(opening, return_exceptions=True)
         ledger.finish(Usage(prompt_tokens=_prompt_tokens(gw, body)), CLIENT_CLOSED, "cancelled")
         return Response(status_code=CLIENT_CLOSED)
+    if not opening.done():
+        # No first chunk within a heartbeat interval (a long time to first token): start the
+        # response now so heartbeats keep the connection alive while the stream opens.
+        return SSEResponse(
+            _late_frames(gw, body, spec, opening, ledger),
+            heartbeat_interval=heartbeat,
+            headers=ledger.headers(),
+        )
+    try:
+        first, chunks, ledger.attempted = opening.result()
     except UpstreamError as exc:
         ledger.finish(Usage(), exc.status, "upstream_error")
         exc.headers.update(ledger.headers())
@@ -114,6 +127,33 @@ async def _stream(
         heartbeat_interval=gw.config.server.heartbeat_interval_s,
         headers=ledger.headers(),
     )
+
+
+async def _late_frames(
+    gw: Gateway,
+    body: JSON,
+    spec: ChatSpec,
+    opening: asyncio.Future[tuple[JSON, AsyncIterator[JSON], Attempted]],
+    ledger: RequestLedger,
+) -> AsyncIterator[bytes]:
+    """Frames of a stream whose first chunk is still awaited: errors until then become events."""
+    yield HEARTBEAT  # already idle for one interval
+    try:
+        first, chunks, ledger.attempted = await opening
+    except UpstreamError as exc:
+        ledger.finish(Usage(), exc.status, "upstream_error")
+        yield _frame(exc.body())
+        return
+    except BaseException:
+        # The client left: stop opening, or close the stream that has just opened.
+        if not opening.cancel() and not opening.cancelled() and opening.exception() is None:
+            aclose = getattr(opening.result()[1], "aclose", None)
+            if aclose is not None:
+                await aclose()
+        ledger.finish(Usage(prompt_tokens=_prompt_tokens(gw, body)), CLIENT_CLOSED, "cancelled")
+        raise
+    async for frame in _frames(gw, body, spec, first, chunks, ledger):
+        yield frame
 
 
 async def _frames(
