@@ -26,13 +26,24 @@ def test_make_run_from_a_fresh_clone(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RELAYGATE_", "VIRTUAL_ENV"))}
-    env.update({"RELAYGATE_PORT": str(port), "RELAYGATE_DEFAULT_KEY": KEY,
-                "RELAYGATE_ADMIN_KEY": KEY + "-admin", "PYTHONUNBUFFERED": "1"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAYGATE_", "VIRTUAL_ENV"))}
+    env.update(
+        {
+            "RELAYGATE_PORT": str(port),
+            "RELAYGATE_DEFAULT_KEY": KEY,
+            "RELAYGATE_ADMIN_KEY": KEY + "-admin",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     log = (tmp_path / "run.log").open("wb")
-    process = subprocess.Popen(["make", "run"], cwd=clone, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        ["make", "run"],
+        cwd=clone,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 600
@@ -47,8 +58,9 @@ def test_make_run_from_a_fresh_clone(tmp_path: Path) -> None:
         assert f"Relaygate is starting on {base}" in output
         assert "curl " in output and "from openai import OpenAI" in output
         sdk = openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0)
-        reply = sdk.chat.completions.create(model="auto",
-                                            messages=[{"role": "user", "content": "hi"}])
+        reply = sdk.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": "hi"}]
+        )
         assert reply.choices[0].message.content
         assert (clone / "data" / "relaygate.db").exists()  # the embedded SQLite default
     finally:

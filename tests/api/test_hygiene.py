@@ -18,12 +18,15 @@ def test_no_secret_in_logs_errors_or_database(
 ) -> None:
     bodies = []
     for model in ("fakeoai/gpt-401", "fakeoai/gpt-400", "fakeoai/gpt-500", "nope"):
-        response = httpx.post(gateway.v1 + "/chat/completions",
-                              headers={"Authorization": f"Bearer {gateway.key}"},
-                              json={"model": model, "messages": [{"role": "user", "content": "x"}]})
+        response = httpx.post(
+            gateway.v1 + "/chat/completions",
+            headers={"Authorization": f"Bearer {gateway.key}"},
+            json={"model": model, "messages": [{"role": "user", "content": "x"}]},
+        )
         bodies.append(response.text)
-    bodies.append(httpx.get(gateway.v1 + "/models",
-                            headers={"Authorization": f"Bearer {gateway.key}x"}).text)
+    bodies.append(
+        httpx.get(gateway.v1 + "/models", headers={"Authorization": f"Bearer {gateway.key}x"}).text
+    )
     secrets = [API_KEY, gateway.key, gateway.admin_key]
     database = (gateway.data_dir / "relaygate.db").read_bytes()
     for secret in secrets:
@@ -46,16 +49,18 @@ def test_graceful_shutdown_writes_every_usage_record(tmp_path: Path) -> None:
 
 
 def test_default_key_is_generated_once_and_shown_once(tmp_path: Path) -> None:
-    first = start_gateway(tmp_path, None, env={"RELAYGATE_DEFAULT_KEY": "",
-                                                "RELAYGATE_ADMIN_KEY": ""})
+    first = start_gateway(
+        tmp_path, None, env={"RELAYGATE_DEFAULT_KEY": "", "RELAYGATE_ADMIN_KEY": ""}
+    )
     first.stop()
     banner = first.logs()
     line = next(x for x in banner.splitlines() if "API key (default tenant, shown once)" in x)
     key = line.split(": ", 1)[1].strip()
     assert key.startswith("rg_live_")
     assert "Admin key (shown once): rg_admin_" in banner
-    second = start_gateway(tmp_path, None, env={"RELAYGATE_DEFAULT_KEY": "",
-                                                 "RELAYGATE_ADMIN_KEY": ""}, key=key)
+    second = start_gateway(
+        tmp_path, None, env={"RELAYGATE_DEFAULT_KEY": "", "RELAYGATE_ADMIN_KEY": ""}, key=key
+    )
     try:
         assert key not in second.logs()  # not shown again
         models = openai.OpenAI(base_url=second.v1, api_key=key, max_retries=0).models.list()

@@ -59,39 +59,98 @@ def test_environment_overrides(tmp_path: Path) -> None:
 
 
 def test_literal_secret_is_rejected_with_its_path() -> None:
-    problems = _problems({"providers": [{"name": "o", "type": "openai",
-                                         "api_key": "sk-literal-secret-value",
-                                         "models": [{"name": "m"}]}]})
+    problems = _problems(
+        {
+            "providers": [
+                {
+                    "name": "o",
+                    "type": "openai",
+                    "api_key": "sk-literal-secret-value",
+                    "models": [{"name": "m"}],
+                }
+            ]
+        }
+    )
     assert len(problems) == 1
     assert problems[0].startswith("providers[0].api_key: must be a secret reference")
     assert "sk-literal-secret-value" not in problems[0]
 
 
 def test_secret_header_needs_a_reference() -> None:
-    problems = _problems({"providers": [{"name": "o", "type": "openai_compatible",
-                                         "base_url": "http://x", "headers": {"X-Api-Key": "abc"},
-                                         "models": [{"name": "m"}]}]})
+    problems = _problems(
+        {
+            "providers": [
+                {
+                    "name": "o",
+                    "type": "openai_compatible",
+                    "base_url": "http://x",
+                    "headers": {"X-Api-Key": "abc"},
+                    "models": [{"name": "m"}],
+                }
+            ]
+        }
+    )
     assert problems[0].startswith("providers[0].headers")
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ({"providers": []}, "providers: List should have at least 1 item"),
-    ({"providers": [{"name": "o", "type": "nope", "models": [{"name": "m"}]}]},
-     "providers[0].type: Input should be"),
-    ({"providers": [{"name": "o", "type": "simulator", "models": [{"name": "m",
-                                                                  "context_window": -1}]}]},
-     "providers[0].models[0].context_window: Input should be greater than 0"),
-    ({"providers": [{"name": "o", "type": "simulator", "models": [{"name": "m"}],
-                     "colour": "red"}]}, "providers[0].colour: Extra inputs are not permitted"),
-    ({"providers": [{"name": "a", "type": "azure", "api_key": "env:K", "base_url": "http://x",
-                     "models": [{"name": "m"}]}]}, "providers[0]: providers of type 'azure' need"
-     " an api_version"),
-    ({"providers": [{"name": "o", "type": "simulator", "models": [{"name": "m"}]}],
-      "routes": [{"name": "r", "targets": ["o/missing"]}]}, "(root): route 'r' targets"),
-    ({"server": {"port": 70000}, "providers": [{"name": "o", "type": "simulator",
-                                                "models": [{"name": "m"}]}]},
-     "server.port: Input should be less than or equal to 65535"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"providers": []}, "providers: List should have at least 1 item"),
+        (
+            {"providers": [{"name": "o", "type": "nope", "models": [{"name": "m"}]}]},
+            "providers[0].type: Input should be",
+        ),
+        (
+            {
+                "providers": [
+                    {
+                        "name": "o",
+                        "type": "simulator",
+                        "models": [{"name": "m", "context_window": -1}],
+                    }
+                ]
+            },
+            "providers[0].models[0].context_window: Input should be greater than 0",
+        ),
+        (
+            {
+                "providers": [
+                    {"name": "o", "type": "simulator", "models": [{"name": "m"}], "colour": "red"}
+                ]
+            },
+            "providers[0].colour: Extra inputs are not permitted",
+        ),
+        (
+            {
+                "providers": [
+                    {
+                        "name": "a",
+                        "type": "azure",
+                        "api_key": "env:K",
+                        "base_url": "http://x",
+                        "models": [{"name": "m"}],
+                    }
+                ]
+            },
+            "providers[0]: providers of type 'azure' need an api_version",
+        ),
+        (
+            {
+                "providers": [{"name": "o", "type": "simulator", "models": [{"name": "m"}]}],
+                "routes": [{"name": "r", "targets": ["o/missing"]}],
+            },
+            "(root): route 'r' targets",
+        ),
+        (
+            {
+                "server": {"port": 70000},
+                "providers": [{"name": "o", "type": "simulator", "models": [{"name": "m"}]}],
+            },
+            "server.port: Input should be less than or equal to 65535",
+        ),
+    ],
+)
 def test_errors_name_the_key_path(raw: dict[str, object], expected: str) -> None:
     assert any(p.startswith(expected) for p in _problems(raw)), _problems(raw)
 
@@ -111,12 +170,14 @@ def test_missing_environment_secret_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         provider_secrets(config, {})
     assert info.value.problems == [
-        "providers[0].api_key: environment variable OPENAI_API_KEY is not set"]
+        "providers[0].api_key: environment variable OPENAI_API_KEY is not set"
+    ]
     assert provider_secrets(config, {"OPENAI_API_KEY": "sk-x"}) == {"openai": {"api_key": "sk-x"}}
 
 
-def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_config_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(GOOD)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
@@ -135,5 +196,11 @@ def test_version_command(capsys: pytest.CaptureFixture[str]) -> None:
 def test_example_config_in_docs_is_valid() -> None:
     docs = Path(__file__).parents[2] / "docs" / "examples" / "relaygate.yaml"
     config = load_config(docs, environ={})
-    assert {p.type for p in config.providers} >= {"openai", "azure", "openai_compatible",
-                                                   "anthropic", "gemini", "simulator"}
+    assert {p.type for p in config.providers} >= {
+        "openai",
+        "azure",
+        "openai_compatible",
+        "anthropic",
+        "gemini",
+        "simulator",
+    }

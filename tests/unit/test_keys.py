@@ -36,6 +36,13 @@ def test_keyring_authenticates_by_hash_only() -> None:
 def test_expired_keys_are_refused() -> None:
     key, key_id = generate_key()
     now = datetime.now(UTC)
-    ring = Keyring([KeyEntry(hash_key(key), Principal(key_id, "t", "production"),
-                             expires_at=now - timedelta(seconds=1))])
+    ring = Keyring(
+        [
+            KeyEntry(
+                hash_key(key),
+                Principal(key_id, "t", "production"),
+                expires_at=now - timedelta(seconds=1),
+            )
+        ]
+    )
     assert ring.authenticate(key, now) is None

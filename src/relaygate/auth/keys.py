@@ -36,10 +36,9 @@ def new_key_id() -> str:
 def generate_key(environment: str = "production", *, admin: bool = False) -> tuple[str, str]:
     """A fresh key and its id. Non-production environments get `rg_test_`, admins `rg_admin_`."""
     key_id = new_key_id()
+    prefix = "rg_live_" if environment == "production" else "rg_test_"
     if admin:
         prefix = "rg_admin_"
-    else:
-        prefix = "rg_test_" if environment != "production" else "rg_live_"
     body = f"{prefix}{key_id}_{_base62(secrets.randbits(256), 43)}"
     return body + _checksum(body), key_id
 
