@@ -721,7 +721,10 @@ class AnthropicProvider:
     def __init__(self, config: ProviderConfig, secrets: Mapping[str, str]) -> None:
         self.config = config
         self.client = UpstreamClient(
-            config, config.base_url or DEFAULT_BASE_URL, self.auth_headers(secrets)
+            config,
+            config.base_url or DEFAULT_BASE_URL,
+            self.auth_headers(secrets),
+            secrets.values(),
         )
 
     def auth_headers(self, secrets: Mapping[str, str]) -> dict[str, str]:

@@ -735,7 +735,9 @@ class GeminiProvider:
         api_key = secrets.get("api_key")
         if api_key:
             headers["x-goog-api-key"] = api_key
-        self.client = UpstreamClient(config, config.base_url or DEFAULT_BASE_URL, headers)
+        self.client = UpstreamClient(
+            config, config.base_url or DEFAULT_BASE_URL, headers, secrets.values()
+        )
 
     def _path(self, model: ModelConfig, method: str) -> str:
         return "/" + quote(_model_name(model), safe="/") + ":" + method

@@ -8,7 +8,7 @@ contain the upstream URL or any credential.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -51,6 +51,8 @@ def _error_message(payload: bytes) -> tuple[str | None, str | None, str | None]:
         return (error if isinstance(error, str) else None), None, None
     message = error.get("message")
     code = error.get("code") or error.get("type") or error.get("status")
+    if isinstance(code, int) and isinstance(error.get("status"), str):
+        code = error["status"]  # Google: `code` repeats the HTTP status, `status` names it
     param = error.get("param")
     return (
         message if isinstance(message, str) else None,
@@ -62,11 +64,18 @@ def _error_message(payload: bytes) -> tuple[str | None, str | None, str | None]:
 class UpstreamClient:
     """HTTP access to one provider. Knows nothing of any wire format beyond JSON and SSE."""
 
-    def __init__(self, config: ProviderConfig, base_url: str, headers: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        config: ProviderConfig,
+        base_url: str,
+        headers: Mapping[str, str],
+        secrets: Iterable[str] = (),
+    ) -> None:
         self.config = config
         self.base_url = base_url.rstrip("/")
         self._headers = dict(headers)
-        self._secrets = [v for v in headers.values() if len(v) >= 8]
+        # Only the resolved credentials are redacted (not every header value, e.g. a version).
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -79,9 +88,9 @@ class UpstreamClient:
                 connector=connector,
                 headers=self._headers,
                 json_serialize=lambda o: orjson.dumps(o).decode(),
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=t.connect, sock_read=t.between_chunks
-                ),
+                # Read timeouts are applied per read by `_chunks` (first byte and between
+                # chunks differ, and aiohttp's sock_read would cap the first byte too).
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=None),
                 auto_decompress=True,
                 trust_env=False,
             )
@@ -100,13 +109,14 @@ class UpstreamClient:
 
     @asynccontextmanager
     async def _request(
-        self, path: str, body: Any, params: Mapping[str, str] | None
+        self, path: str, body: Any, params: Mapping[str, str] | None, deadline: float
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         name = self.config.name
         url = self.base_url + path
         session = self._get_session()
+        first_byte = asyncio.get_running_loop().time() + self.config.timeouts.first_byte
         try:
-            async with asyncio.timeout(self.config.timeouts.first_byte):
+            async with asyncio.timeout_at(min(deadline, first_byte)):
                 response = await session.post(
                     url,
                     data=orjson.dumps(body),
@@ -194,12 +204,38 @@ class UpstreamClient:
             param=param,
         )
 
+    def _deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self.config.timeouts.total
+
+    async def _chunks(
+        self, response: aiohttp.ClientResponse, deadline: float
+    ) -> AsyncGenerator[bytes, None]:
+        """The body as it arrives, each read bounded by the between-chunks timeout and the
+        overall deadline. The timeout wraps a single await, so it holds whichever task reads."""
+        between = self.config.timeouts.between_chunks
+        loop = asyncio.get_running_loop()
+        cap = self.config.max_response_bytes
+        size = 0
+        while True:
+            async with asyncio.timeout_at(min(deadline, loop.time() + between)):
+                chunk = await response.content.readany()
+            if not chunk:
+                return
+            size += len(chunk)
+            if size > cap:
+                raise UpstreamError(
+                    502,
+                    f"provider {self.config.name!r} response exceeds {cap} bytes",
+                    retryable=False,
+                )
+            yield chunk
+
     async def post_json(self, path: str, body: Any, params: Mapping[str, str] | None = None) -> Any:
-        """POST JSON, return parsed JSON; bounded by the total timeout and the size cap."""
+        """POST JSON, return parsed JSON; bounded by the timeouts and the size cap."""
+        deadline = self._deadline()
         try:
-            async with asyncio.timeout(self.config.timeouts.total):
-                async with self._request(path, body, params) as response:
-                    payload = await self._read_capped(response)
+            async with self._request(path, body, params, deadline) as response:
+                payload = b"".join([chunk async for chunk in self._chunks(response, deadline)])
         except TimeoutError:
             raise UpstreamError(
                 504,
@@ -220,42 +256,18 @@ class UpstreamClient:
                 502, f"provider {self.config.name!r} sent invalid JSON", retryable=True
             ) from None
 
-    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
-        cap = self.config.max_response_bytes
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_any():
-            size += len(chunk)
-            if size > cap:
-                raise UpstreamError(
-                    502,
-                    f"provider {self.config.name!r} response exceeds {cap} bytes",
-                    retryable=False,
-                )
-            parts.append(chunk)
-        return b"".join(parts)
-
     async def stream_events(
         self, path: str, body: Any, params: Mapping[str, str] | None = None
-    ) -> AsyncIterator[SSEEvent]:
+    ) -> AsyncGenerator[SSEEvent, None]:
         """POST JSON and yield the SSE events of the response as they arrive."""
-        cap = self.config.max_response_bytes
         name = self.config.name
         decoder = SSEDecoder()
-        size = 0
+        deadline = self._deadline()
         try:
-            async with asyncio.timeout(self.config.timeouts.total):
-                async with self._request(path, body, params) as response:
-                    async for chunk in response.content.iter_any():
-                        size += len(chunk)
-                        if size > cap:
-                            raise UpstreamError(
-                                502,
-                                f"provider {name!r} stream exceeds {cap} bytes",
-                                retryable=False,
-                            )
-                        for event in decoder.feed(chunk):
-                            yield event
+            async with self._request(path, body, params, deadline) as response:
+                async for chunk in self._chunks(response, deadline):
+                    for event in decoder.feed(chunk):
+                        yield event
         except TimeoutError:
             raise UpstreamError(
                 504, f"provider {name!r} stream timed out", retryable=True, code="upstream_timeout"

@@ -7,6 +7,7 @@ strips the usage chunk again when the client did not ask for it).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ from relaygate.config.schema import ModelConfig, ProviderConfig
 from relaygate.errors import UpstreamError
 from relaygate.providers.base import JSON
 from relaygate.providers.http import UpstreamClient
+from relaygate.providers.sse import SSEEvent
 
 
 def configured_headers(config: ProviderConfig, secrets: Mapping[str, str]) -> dict[str, str]:
@@ -31,7 +33,10 @@ class OpenAICompatibleProvider:
     def __init__(self, config: ProviderConfig, secrets: Mapping[str, str]) -> None:
         self.config = config
         self.client = UpstreamClient(
-            config, config.base_url or self.default_base_url, self.auth_headers(secrets)
+            config,
+            config.base_url or self.default_base_url,
+            self.auth_headers(secrets),
+            secrets.values(),
         )
 
     def auth_headers(self, secrets: Mapping[str, str]) -> dict[str, str]:
@@ -79,6 +84,12 @@ class OpenAICompatibleProvider:
                 "include_usage": True,
             }
         events = self.client.stream_events(self.chat_path(model), payload, self.query_params())
+        async with contextlib.aclosing(events):
+            async for chunk in self._chunks(events):
+                yield chunk
+
+    async def _chunks(self, events: AsyncIterator[SSEEvent]) -> AsyncIterator[JSON]:
+        name = self.config.name
         async for event in events:
             if event.data == "[DONE]":
                 return
@@ -86,14 +97,14 @@ class OpenAICompatibleProvider:
                 chunk = orjson.loads(event.data)
             except orjson.JSONDecodeError:
                 raise UpstreamError(
-                    502, f"provider {self.config.name!r} sent an invalid chunk", retryable=False
+                    502, f"provider {name!r} sent an invalid chunk", retryable=False
                 ) from None
             if isinstance(chunk, dict) and "error" in chunk:
                 error = chunk["error"] if isinstance(chunk["error"], dict) else {}
                 message = self.client.redact(str(error.get("message", "stream error")))[:2000]
                 raise UpstreamError(
                     502,
-                    f"provider {self.config.name!r} failed mid-stream: {message}",
+                    f"provider {name!r} failed mid-stream: {message}",
                     retryable=False,
                     code="upstream_error",
                 )
@@ -101,7 +112,7 @@ class OpenAICompatibleProvider:
                 yield chunk
         raise UpstreamError(
             502,
-            f"provider {self.config.name!r} ended the stream early",
+            f"provider {name!r} ended the stream early",
             retryable=False,
             code="upstream_disconnected",
         )
