@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Mapping
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from relaygate.api import chat, embeddings, errors, health, models
 from relaygate.api.middleware import RequestIdMiddleware
@@ -67,7 +67,7 @@ async def _refresh_keys(gw: Gateway) -> None:
             log.warning("key refresh failed (%s); serving the last known keys", type(exc).__name__)
 
 
-def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) -> Starlette:
+def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) -> ASGIApp:
     """The ASGI app for `config`."""
     env = dict(os.environ if environ is None else environ)
 
@@ -87,7 +87,7 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
                 await provider.aclose()
             await gw.engine.dispose()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings.embeddings, methods=["POST"]),
@@ -96,7 +96,6 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
             Route("/healthz", health.healthz, methods=["GET"]),
             Route("/readyz", health.readyz, methods=["GET"]),
         ],
-        middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={
             GatewayError: errors.gateway_error,
             HTTPException: errors.http_error,
@@ -104,8 +103,9 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
         },
         lifespan=lifespan,
     )
+    return RequestIdMiddleware(app)
 
 
-def create_app_from_env() -> Starlette:
+def create_app_from_env() -> ASGIApp:
     """Factory for multi-worker serving: the config path comes from RELAYGATE_CONFIG."""
     return create_app(load_config(os.environ.get("RELAYGATE_CONFIG") or None))

@@ -64,8 +64,9 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.explain(), file=sys.stderr)
         return 1
-    key, key_id = asyncio.run(create_key(config, args.tenant, args.environment))
-    print(f"key id {key_id} for tenant {args.tenant!r} ({args.environment}); shown once:")
+    tenant = args.tenant or config.server.default_tenant
+    key, key_id = asyncio.run(create_key(config, tenant, args.environment))
+    print(f"key id {key_id} for tenant {tenant!r} ({args.environment}); shown once:")
     print(key)
     return 0
 
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create = keys.add_parser("create", help="create a tenant API key (shown once)")
     create.add_argument("--config")
-    create.add_argument("--tenant", default="default")
+    create.add_argument("--tenant", help="tenant id (default: server.default_tenant)")
     create.add_argument("--environment", default="production")
     create.set_defaults(func=_cmd_keys_create)
     version = sub.add_parser("version", help="print the version")

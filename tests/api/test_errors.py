@@ -93,7 +93,8 @@ def test_unknown_endpoint_and_method(gateway: RunningGateway) -> None:
     _envelope(response)
     response = httpx.get(gateway.v1 + "/chat/completions")
     assert response.status_code == 405
-    _envelope(response)
+    assert _envelope(response)["type"] == "invalid_request_error"
+    assert response.headers["allow"] == "POST"
 
 
 @pytest.mark.parametrize(
@@ -297,7 +298,8 @@ def test_unexpected_errors_are_500_without_details() -> None:
         middleware=[],
         exception_handlers={Exception: errors.unexpected_error},
     )
-    client = TestClient(RequestIdMiddleware(app), raise_server_exceptions=False)
+    # Wrapped as create_app wraps the real app; the error must not escape to the server.
+    client = TestClient(RequestIdMiddleware(app), raise_server_exceptions=True)
     response = client.get("/boom")
     assert response.status_code == 500
     assert "secret detail" not in response.text and "Traceback" not in response.text

@@ -72,3 +72,21 @@ def test_default_key_is_generated_once_and_shown_once(tmp_path: Path) -> None:
 def test_operator_key_must_be_long_enough(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="at least 32 characters"):
         start_gateway(tmp_path, None, env={"RELAYGATE_DEFAULT_KEY": "short"}, key="short")
+
+
+def test_serve_refuses_to_start_without_a_provider_secret(tmp_path: Path) -> None:
+    config = {
+        "providers": [
+            {
+                "name": "o",
+                "type": "openai",
+                "api_key": "env:NOT_SET_ANYWHERE",
+                "models": [{"name": "m"}],
+            }
+        ]
+    }
+    with pytest.raises(RuntimeError) as info:
+        start_gateway(tmp_path, config, env={"RELAYGATE_DEFAULT_KEY": ""})
+    output = str(info.value)
+    assert "providers[0].api_key: environment variable NOT_SET_ANYWHERE is not set" in output
+    assert "shown once" not in output and "Traceback" not in output

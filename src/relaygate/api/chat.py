@@ -22,7 +22,7 @@ from relaygate.routing.catalog import Deployment
 from relaygate.routing.failover import Attempted, first_success, open_stream
 from relaygate.state import Gateway, gateway
 from relaygate.usage.cost import Usage
-from relaygate.usage.meter import UsageMeter
+from relaygate.usage.meter import UsageMeter, completion_text
 
 DONE = b"data: [DONE]\n\n"
 CLIENT_CLOSED = 499
@@ -82,9 +82,7 @@ async def _complete(
         exc.headers.update(ledger.headers())
         raise
     if not result.get("usage"):
-        completion = gw.counter.count_text(
-            "".join(str((c.get("message") or {}).get("content") or "") for c in result["choices"])
-        )
+        completion = gw.counter.count_text(completion_text(result))
         result["usage"] = Usage(_prompt_tokens(gw, body), completion).to_openai()
     ledger.finish(Usage.from_openai(result["usage"]), 200, "ok")
     return Response(orjson.dumps(result), media_type="application/json", headers=ledger.headers())

@@ -30,10 +30,10 @@ async def gateway_error(_request: Request, exc: Exception) -> Response:
 
 
 async def http_error(_request: Request, exc: Exception) -> Response:
-    """Starlette's routing errors (404 path, 405 method) -> the envelope."""
+    """Starlette's routing errors (404 path, 405 method) -> the envelope, keeping `Allow`."""
     assert isinstance(exc, HTTPException)
     message = {404: "unknown endpoint", 405: "method not allowed"}.get(exc.status_code, exc.detail)
-    return error_response(GatewayError(exc.status_code, message, code=None))
+    return error_response(GatewayError(exc.status_code, message, headers=dict(exc.headers or {})))
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:

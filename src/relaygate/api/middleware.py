@@ -1,11 +1,19 @@
-"""Pure ASGI middleware: request ids on every response (never a buffering wrapper)."""
+"""Pure ASGI middleware wrapped around the whole app: request ids on every response.
+
+It sits outside Starlette's ServerErrorMiddleware so even a 500 carries its request id, and it
+absorbs the exception that ServerErrorMiddleware re-raises after answering, so the server logs
+one line without a traceback (tracebacks can quote request data).
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("relaygate.api")
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -36,4 +44,7 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            log.error("request %s failed: %s", request_id, type(exc).__name__)

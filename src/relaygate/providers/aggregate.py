@@ -54,6 +54,9 @@ class ChunkAccumulator:
                 )
                 if call.get("id"):
                     slot["id"] = call["id"]
+                if call.get("extra_content"):
+                    # Provider extras such as Gemini's thought signatures must survive buffering.
+                    slot["extra_content"] = call["extra_content"]
                 fn = call.get("function") or {}
                 if fn.get("name"):
                     slot["name"] += fn["name"]
@@ -84,12 +87,7 @@ class ChunkAccumulator:
             }
             if state["tool_calls"]:
                 message["tool_calls"] = [
-                    {
-                        "id": c["id"],
-                        "type": c["type"],
-                        "function": {"name": c["name"], "arguments": "".join(c["arguments"])},
-                    }
-                    for _, c in sorted(state["tool_calls"].items())
+                    _tool_call(c) for _, c in sorted(state["tool_calls"].items())
                 ]
             choices.append(
                 {
@@ -111,6 +109,17 @@ class ChunkAccumulator:
         if self.usage:
             out["usage"] = self.usage
         return out
+
+
+def _tool_call(slot: dict[str, Any]) -> JSON:
+    call: JSON = {
+        "id": slot["id"],
+        "type": slot["type"],
+        "function": {"name": slot["name"], "arguments": "".join(slot["arguments"])},
+    }
+    if "extra_content" in slot:
+        call["extra_content"] = slot["extra_content"]
+    return call
 
 
 async def collect(chunks: AsyncIterator[JSON]) -> JSON:

@@ -11,7 +11,9 @@ from typing import Any
 import uvicorn
 
 from relaygate.app import create_app
+from relaygate.config.loader import ConfigError
 from relaygate.config.schema import GatewayConfig
+from relaygate.config.secrets import provider_secrets
 from relaygate.server.banner import banner
 from relaygate.server.bootstrap import bootstrap, environ
 from relaygate.store.keys import KeyTooShortError
@@ -23,6 +25,11 @@ def serve(config: GatewayConfig, config_path: str | None) -> int:
     logging.basicConfig(
         level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        provider_secrets(config, environ())
+    except ConfigError as exc:
+        print(exc.explain(), file=sys.stderr)
+        return 1
     try:
         result = asyncio.run(bootstrap(config, environ()))
     except KeyTooShortError as exc:

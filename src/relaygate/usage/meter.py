@@ -68,3 +68,15 @@ class UsageMeter:
 def price(model: ModelConfig | None, usage: Usage) -> float:
     """Cost of `usage` on `model` (zero when no model was reached)."""
     return cost_usd(model, usage) if model is not None else 0.0
+
+
+def completion_text(completion: dict[str, Any]) -> str:
+    """The billable output of a `chat.completion`: content plus tool-call names and arguments."""
+    parts: list[str] = []
+    for choice in completion.get("choices") or ():
+        message = choice.get("message") or {}
+        parts.append(str(message.get("content") or ""))
+        for call in message.get("tool_calls") or ():
+            fn = call.get("function") or {}
+            parts.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
+    return "".join(parts)
