@@ -83,6 +83,16 @@ class UpstreamError(GatewayError):
         self.retry_after = retry_after
 
 
+def model_not_found(name: str) -> GatewayError:
+    """OpenAI's 404 for a model the caller cannot use (unknown and forbidden look the same)."""
+    return GatewayError(
+        404,
+        f"The model '{name}' does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
+
+
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
     """A 400 naming the offending parameter."""
     return GatewayError(400, message, param=param, code=code)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from starlette.requests import Request
+
+from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
 from relaygate.auth.keyring import Principal
 from relaygate.config.schema import Capability
-from relaygate.errors import GatewayError, bad_request
+from relaygate.errors import UpstreamError, bad_request, model_not_found
+from relaygate.providers.base import JSON
 from relaygate.routing.catalog import Deployment, Route
-from relaygate.routing.failover import Attempted
+from relaygate.routing.failover import Attempted, first_success
 from relaygate.state import Gateway
 from relaygate.usage.cost import Usage
 from relaygate.usage.meter import UsageMeter, price
@@ -21,12 +26,7 @@ def resolve(
     """The route named `model` and its deployments able to serve `needs`; 404 or 400 otherwise."""
     route = gw.catalog.resolve(model)
     if route is None:
-        raise GatewayError(
-            404,
-            f"The model '{model}' does not exist or you do not have access to it.",
-            param="model",
-            code="model_not_found",
-        )
+        raise model_not_found(model)
     deployments = route.supporting(needs)
     if not deployments:
         missing = sorted(needs - route.capabilities) or sorted(needs)
@@ -93,3 +93,31 @@ class RequestLedger:
             )
         )
         return cost
+
+
+CLIENT_CLOSED = 499
+
+
+async def call_routed(
+    request: Request,
+    ledger: RequestLedger,
+    deployments: Sequence[Deployment],
+    call: Callable[[Deployment], Awaitable[JSON]],
+    usage_if_cancelled: Usage,
+) -> JSON | None:
+    """Run `call` with failover, cancelled if the client leaves (then None, usage recorded).
+
+    An upstream failure is recorded and re-raised carrying the routing headers.
+    """
+    try:
+        result, ledger.attempted = await unless_disconnected(
+            request.receive, first_success(deployments, call)
+        )
+    except ClientDisconnected:
+        ledger.finish(usage_if_cancelled, CLIENT_CLOSED, "cancelled")
+        return None
+    except UpstreamError as exc:
+        ledger.finish(Usage(), exc.status, "upstream_error")
+        exc.headers.update(ledger.headers())
+        raise
+    return result

@@ -10,7 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from relaygate.api.accounting import RequestLedger, resolve
+from relaygate.api.accounting import CLIENT_CLOSED, RequestLedger, call_routed, resolve
 from relaygate.api.authn import authenticate
 from relaygate.api.body import read_json
 from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
@@ -19,13 +19,12 @@ from relaygate.api.validation import ChatSpec, validate_chat
 from relaygate.errors import GatewayError, UpstreamError
 from relaygate.providers.base import JSON
 from relaygate.routing.catalog import Deployment
-from relaygate.routing.failover import Attempted, first_success, open_stream
+from relaygate.routing.failover import Attempted, open_stream
 from relaygate.state import Gateway, gateway
 from relaygate.usage.cost import Usage
 from relaygate.usage.meter import UsageMeter, completion_text
 
 DONE = b"data: [DONE]\n\n"
-CLIENT_CLOSED = 499
 
 
 def _frame(payload: Any) -> bytes:
@@ -70,17 +69,10 @@ async def _complete(
     async def call(deployment: Deployment) -> JSON:
         return await deployment.provider.chat(body, deployment.model)
 
-    try:
-        result, ledger.attempted = await unless_disconnected(
-            request.receive, first_success(deployments, call)
-        )
-    except ClientDisconnected:
-        ledger.finish(Usage(prompt_tokens=_prompt_tokens(gw, body)), CLIENT_CLOSED, "cancelled")
+    cancelled = Usage(prompt_tokens=_prompt_tokens(gw, body))
+    result = await call_routed(request, ledger, deployments, call, cancelled)
+    if result is None:
         return Response(status_code=CLIENT_CLOSED)
-    except UpstreamError as exc:
-        ledger.finish(Usage(), exc.status, "upstream_error")
-        exc.headers.update(ledger.headers())
-        raise
     if not result.get("usage"):
         completion = gw.counter.count_text(completion_text(result))
         result["usage"] = Usage(_prompt_tokens(gw, body), completion).to_openai()

@@ -6,16 +6,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from relaygate.api.accounting import RequestLedger, resolve
+from relaygate.api.accounting import CLIENT_CLOSED, RequestLedger, call_routed, resolve
 from relaygate.api.authn import authenticate
 from relaygate.api.body import read_json
-from relaygate.api.chat import CLIENT_CLOSED
-from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
 from relaygate.api.validation import validate_embeddings
-from relaygate.errors import UpstreamError
 from relaygate.providers.base import JSON
 from relaygate.routing.catalog import Deployment
-from relaygate.routing.failover import first_success
 from relaygate.state import gateway
 from relaygate.usage.cost import Usage
 from relaygate.usage.meter import UsageMeter
@@ -44,17 +40,9 @@ async def embeddings(request: Request) -> Response:
     async def call(deployment: Deployment) -> JSON:
         return await deployment.provider.embed(body, deployment.model)
 
-    try:
-        result, ledger.attempted = await unless_disconnected(
-            request.receive, first_success(deployments, call)
-        )
-    except ClientDisconnected:
-        ledger.finish(Usage(), CLIENT_CLOSED, "cancelled")
+    result = await call_routed(request, ledger, deployments, call, Usage())
+    if result is None:
         return Response(status_code=CLIENT_CLOSED)
-    except UpstreamError as exc:
-        ledger.finish(Usage(), exc.status, "upstream_error")
-        exc.headers.update(ledger.headers())
-        raise
     if not result.get("usage"):
         tokens = gw.counter.count_embedding_input(body.get("input"))
         result["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from relaygate.api.authn import authenticate
-from relaygate.errors import GatewayError
+from relaygate.errors import model_not_found
 from relaygate.routing.catalog import Route
 from relaygate.state import gateway
 
@@ -39,10 +39,5 @@ async def retrieve_model(request: Request) -> Response:
     name = request.path_params["model"]
     route = gw.catalog.resolve(name)
     if route is None:
-        raise GatewayError(
-            404,
-            f"The model '{name}' does not exist or you do not have access to it.",
-            param="model",
-            code="model_not_found",
-        )
+        raise model_not_found(name)
     return Response(orjson.dumps(_entry(route)), media_type="application/json")
