@@ -217,6 +217,9 @@ class FakeOpenAI:
                 await response.write(_chunk(model, {"content": "partial "}))
                 await response.write(_chunk(model, {"content": "answer"}))
                 if model == "gpt-cut":
+                    # A drop some time after the last chunk: aiohttp's client discards bytes it has
+                    # buffered but not yet handed out when the connection dies in the same instant.
+                    await asyncio.sleep(0.1)
                     assert request.transport is not None
                     request.transport.close()
                     return response
