@@ -14,8 +14,13 @@ from relaygate.config.schema import GatewayConfig
 from relaygate.config.secrets import provider_secrets
 
 
-def _load(path: str | None) -> GatewayConfig:
-    return load_config(path or os.environ.get("RELAYGATE_CONFIG") or None)
+def _load(path: str | None) -> GatewayConfig | None:
+    """The configuration, or None after printing why it is invalid."""
+    try:
+        return load_config(path or os.environ.get("RELAYGATE_CONFIG") or None)
+    except ConfigError as exc:
+        print(exc.explain(), file=sys.stderr)
+        return None
 
 
 def _cmd_version(_args: argparse.Namespace) -> int:
@@ -41,10 +46,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from relaygate.server.serve import serve
 
-    try:
-        config = _load(args.config)
-    except ConfigError as exc:
-        print(exc.explain(), file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return 1
     overrides = {
         k: v
@@ -59,10 +62,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_keys_create(args: argparse.Namespace) -> int:
     from relaygate.server.bootstrap import create_key
 
-    try:
-        config = _load(args.config)
-    except ConfigError as exc:
-        print(exc.explain(), file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return 1
     tenant = args.tenant or config.server.default_tenant
     key, key_id = asyncio.run(create_key(config, tenant, args.environment))
