@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
+from relaygate.api.authn import authenticate
+from relaygate.api.body import read_json
 from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
 from relaygate.auth.keyring import Principal
 from relaygate.config.schema import Capability
@@ -14,10 +16,19 @@ from relaygate.errors import UpstreamError, bad_request, model_not_found
 from relaygate.providers.base import JSON
 from relaygate.routing.catalog import Deployment, Route
 from relaygate.routing.failover import Attempted, first_success
-from relaygate.state import Gateway
+from relaygate.state import Gateway, gateway
 from relaygate.usage.cost import Usage
 from relaygate.usage.meter import UsageMeter, price
 from relaygate.usage.recorder import UsageEvent
+
+
+async def admit(request: Request) -> tuple[Gateway, Principal, JSON]:
+    """The first steps of every data-plane POST: authenticate, then read the JSON body."""
+    gw = gateway(request)
+    principal = authenticate(request, gw.keyring)
+    server = gw.config.server
+    body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
+    return gw, principal, body
 
 
 def resolve(
@@ -52,6 +63,30 @@ class RequestLedger:
     meter: UsageMeter
     attempted: Attempted | None = None
     finished: bool = field(default=False)
+
+    @classmethod
+    def start(
+        cls,
+        request: Request,
+        gw: Gateway,
+        principal: Principal,
+        *,
+        endpoint: str,
+        route: str,
+        end_user: str | None,
+        stream: bool,
+    ) -> RequestLedger:
+        """The ledger of `request`, its clock started now."""
+        return cls(
+            gw=gw,
+            request_id=request.scope["state"]["request_id"],
+            principal=principal,
+            endpoint=endpoint,
+            route=route,
+            end_user=end_user,
+            stream=stream,
+            meter=UsageMeter(gw.counter),
+        )
 
     def headers(self) -> dict[str, str]:
         """The routing decision, visible on every answer."""
@@ -103,7 +138,7 @@ async def call_routed(
     ledger: RequestLedger,
     deployments: Sequence[Deployment],
     call: Callable[[Deployment], Awaitable[JSON]],
-    usage_if_cancelled: Usage,
+    usage_if_cancelled: Callable[[], Usage],
 ) -> JSON | None:
     """Run `call` with failover, cancelled if the client leaves (then None, usage recorded).
 
@@ -114,7 +149,7 @@ async def call_routed(
             request.receive, first_success(deployments, call)
         )
     except ClientDisconnected:
-        ledger.finish(usage_if_cancelled, CLIENT_CLOSED, "cancelled")
+        ledger.finish(usage_if_cancelled(), CLIENT_CLOSED, "cancelled")
         return None
     except UpstreamError as exc:
         ledger.finish(Usage(), exc.status, "upstream_error")

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from relaygate.api.accounting import CLIENT_CLOSED, RequestLedger, call_routed, resolve
-from relaygate.api.authn import authenticate
-from relaygate.api.body import read_json
+from relaygate.api.accounting import CLIENT_CLOSED, RequestLedger, admit, call_routed, resolve
 from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
 from relaygate.api.sse import HEARTBEAT, SSEResponse
 from relaygate.api.validation import ChatSpec, validate_chat
@@ -20,9 +18,9 @@ from relaygate.errors import GatewayError, UpstreamError
 from relaygate.providers.base import JSON
 from relaygate.routing.catalog import Deployment
 from relaygate.routing.failover import Attempted, open_stream
-from relaygate.state import Gateway, gateway
+from relaygate.state import Gateway
 from relaygate.usage.cost import Usage
-from relaygate.usage.meter import UsageMeter, completion_text
+from relaygate.usage.meter import completion_text
 
 DONE = b"data: [DONE]\n\n"
 
@@ -33,30 +31,26 @@ def _frame(payload: Any) -> bytes:
 
 async def chat_completions(request: Request) -> Response | SSEResponse:
     """The OpenAI chat completions endpoint."""
-    gw = gateway(request)
-    principal = authenticate(request, gw.keyring)
-    body = await read_json(
-        request, gw.config.server.max_body_bytes, gw.config.server.body_timeout_s
-    )
+    gw, principal, body = await admit(request)
     spec = validate_chat(body)
     route, deployments = resolve(gw, spec.model, spec.needs)
-    ledger = RequestLedger(
-        gw=gw,
-        request_id=request.scope["state"]["request_id"],
-        principal=principal,
+    ledger = RequestLedger.start(
+        request,
+        gw,
+        principal,
         endpoint="chat",
         route=route.name,
         end_user=spec.end_user,
         stream=spec.stream,
-        meter=UsageMeter(gw.counter),
     )
     if spec.stream:
         return await _stream(request, gw, body, spec, deployments, ledger)
     return await _complete(request, gw, body, deployments, ledger)
 
 
-def _prompt_tokens(gw: Gateway, body: JSON) -> int:
-    return gw.counter.count_messages(body.get("messages") or [], body.get("tools"))
+def _prompt_counter(gw: Gateway, body: JSON) -> Callable[[], int]:
+    """Prompt tokens of `body`, counted only if a provider does not report them."""
+    return lambda: gw.counter.count_messages(body.get("messages") or [], body.get("tools"))
 
 
 async def _complete(
@@ -69,13 +63,15 @@ async def _complete(
     async def call(deployment: Deployment) -> JSON:
         return await deployment.provider.chat(body, deployment.model)
 
-    cancelled = Usage(prompt_tokens=_prompt_tokens(gw, body))
-    result = await call_routed(request, ledger, deployments, call, cancelled)
+    prompt_tokens = _prompt_counter(gw, body)
+    result = await call_routed(
+        request, ledger, deployments, call, lambda: Usage(prompt_tokens=prompt_tokens())
+    )
     if result is None:
         return Response(status_code=CLIENT_CLOSED)
     if not result.get("usage"):
         completion = gw.counter.count_text(completion_text(result))
-        result["usage"] = Usage(_prompt_tokens(gw, body), completion).to_openai()
+        result["usage"] = Usage(prompt_tokens(), completion).to_openai()
     ledger.finish(Usage.from_openai(result["usage"]), 200, "ok")
     return Response(orjson.dumps(result), media_type="application/json", headers=ledger.headers())
 
@@ -96,7 +92,7 @@ async def _stream(
     except ClientDisconnected:
         opening.cancel()
         await asyncio.gather(opening, return_exceptions=True)
-        ledger.finish(Usage(prompt_tokens=_prompt_tokens(gw, body)), CLIENT_CLOSED, "cancelled")
+        ledger.finish(Usage(prompt_tokens=_prompt_counter(gw, body)()), CLIENT_CLOSED, "cancelled")
         return Response(status_code=CLIENT_CLOSED)
     if not opening.done():
         # No first chunk within a heartbeat interval (a long time to first token): start the
@@ -140,7 +136,7 @@ async def _late_frames(
             aclose = getattr(opening.result()[1], "aclose", None)
             if aclose is not None:
                 await aclose()
-        ledger.finish(Usage(prompt_tokens=_prompt_tokens(gw, body)), CLIENT_CLOSED, "cancelled")
+        ledger.finish(Usage(prompt_tokens=_prompt_counter(gw, body)()), CLIENT_CLOSED, "cancelled")
         raise
     async for frame in _frames(gw, body, spec, first, chunks, ledger):
         yield frame
@@ -165,7 +161,7 @@ async def _frames(
                 chunk = {k: v for k, v in chunk.items() if k != "usage"}
             yield _frame(chunk)
         if spec.include_usage and meter.reported is None:
-            usage = meter.usage(_prompt_tokens(gw, body))
+            usage = meter.usage(_prompt_counter(gw, body))
             yield _frame(
                 {
                     "id": first.get("id"),
@@ -183,7 +179,7 @@ async def _frames(
         outcome, status = "upstream_error", exc.status
         yield _frame(exc.body())
     finally:
-        ledger.finish(meter.usage(_prompt_tokens(gw, body)), status, outcome)
+        ledger.finish(meter.usage(_prompt_counter(gw, body)), status, outcome)
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -6,41 +6,32 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from relaygate.api.accounting import CLIENT_CLOSED, RequestLedger, call_routed, resolve
-from relaygate.api.authn import authenticate
-from relaygate.api.body import read_json
+from relaygate.api.accounting import CLIENT_CLOSED, RequestLedger, admit, call_routed, resolve
 from relaygate.api.validation import validate_embeddings
 from relaygate.providers.base import JSON
 from relaygate.routing.catalog import Deployment
-from relaygate.state import gateway
 from relaygate.usage.cost import Usage
-from relaygate.usage.meter import UsageMeter
 
 
 async def embeddings(request: Request) -> Response:
     """The OpenAI embeddings endpoint."""
-    gw = gateway(request)
-    principal = authenticate(request, gw.keyring)
-    body = await read_json(
-        request, gw.config.server.max_body_bytes, gw.config.server.body_timeout_s
-    )
+    gw, principal, body = await admit(request)
     model, end_user = validate_embeddings(body)
     route, deployments = resolve(gw, model, frozenset({"embeddings"}))
-    ledger = RequestLedger(
-        gw=gw,
-        request_id=request.scope["state"]["request_id"],
-        principal=principal,
+    ledger = RequestLedger.start(
+        request,
+        gw,
+        principal,
         endpoint="embeddings",
         route=route.name,
         end_user=end_user,
         stream=False,
-        meter=UsageMeter(gw.counter),
     )
 
     async def call(deployment: Deployment) -> JSON:
         return await deployment.provider.embed(body, deployment.model)
 
-    result = await call_routed(request, ledger, deployments, call, Usage())
+    result = await call_routed(request, ledger, deployments, call, Usage)
     if result is None:
         return Response(status_code=CLIENT_CLOSED)
     if not result.get("usage"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from relaygate.config.schema import ModelConfig
@@ -53,12 +54,15 @@ class UsageMeter:
         self._pending.clear()
         self._pending_chars = 0
 
-    def usage(self, prompt_tokens: int) -> Usage:
-        """Reported usage if the provider sent it, else our own count."""
+    def usage(self, prompt_tokens: Callable[[], int]) -> Usage:
+        """Reported usage if the provider sent it, else our own count.
+
+        `prompt_tokens` is called only when needed: tokenising the prompt is the costly part.
+        """
         if self.reported is not None:
             return self.reported
         self._flush()
-        return Usage(prompt_tokens=prompt_tokens, completion_tokens=self._counted)
+        return Usage(prompt_tokens=prompt_tokens(), completion_tokens=self._counted)
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the request started."""
