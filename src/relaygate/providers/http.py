@@ -150,7 +150,10 @@ class UpstreamClient:
                 await self._raise_for_status(response)
             yield response
         finally:
-            response.release() if response.closed else response.close()
+            if response.closed:
+                response.release()  # body fully read: the connection goes back to the pool
+            else:
+                response.close()  # body unread (error, early stop): the connection is dropped
 
     async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
         name = self.config.name
