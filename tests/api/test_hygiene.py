@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import psutil
 import pytest
 
 from tests.fakes.openai import API_KEY
@@ -90,3 +91,20 @@ def test_serve_refuses_to_start_without_a_provider_secret(tmp_path: Path) -> Non
     output = str(info.value)
     assert "providers[0].api_key: environment variable NOT_SET_ANYWHERE is not set" in output
     assert "shown once" not in output and "Traceback" not in output
+
+
+def test_serve_with_several_workers(tmp_path: Path) -> None:
+    running = start_gateway(tmp_path, None, extra_args=["--workers", "2"])
+    try:
+        children = psutil.Process(running.process.pid).children(recursive=True)
+        assert len([c for c in children if "python" in c.name()]) >= 2
+        sdk = openai.OpenAI(base_url=running.v1, api_key=running.key, max_retries=0)
+        replies = [
+            sdk.chat.completions.create(
+                model="fast", messages=[{"role": "user", "content": str(i)}]
+            )
+            for i in range(10)
+        ]
+        assert all(r.choices[0].message.content for r in replies)
+    finally:
+        running.stop()

@@ -54,11 +54,12 @@ def start_gateway(
     config: dict[str, Any] | None,
     env: dict[str, str] | None = None,
     key: str = TENANT_KEY,
+    extra_args: list[str] | None = None,
 ) -> RunningGateway:
     """Write `config` (None = embedded default), start `relaygate serve`, wait until ready."""
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    args = [sys.executable, "-m", "relaygate", "serve", "--port", str(port)]
+    args = [sys.executable, "-m", "relaygate", "serve", "--port", str(port), *(extra_args or [])]
     if config is not None:
         config_path = tmp / "relaygate.yaml"
         config_path.write_text(yaml.safe_dump(config))
