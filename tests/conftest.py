@@ -42,3 +42,33 @@ def client(gateway: RunningGateway) -> openai.OpenAI:
 def aclient(gateway: RunningGateway) -> openai.AsyncOpenAI:
     """The official async OpenAI SDK pointed at the gateway."""
     return openai.AsyncOpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis (the machine's, or a throwaway one); CI never skips."""
+    from tests.support.services import redis_server
+
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on a real PostgreSQL (SQLAlchemy asyncpg URL); CI never skips."""
+    from tests.support.services import postgres_database
+
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each storage test runs on the embedded SQLite and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{(tmp_path / 'relaygate.db').as_posix()}"
+        return
+    from tests.support.services import postgres_database
+
+    with postgres_database() as url:
+        yield url

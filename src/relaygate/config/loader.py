@@ -23,6 +23,7 @@ SERVER_OVERRIDES = {
     "RELAYGATE_MAX_BODY_BYTES": "max_body_bytes",
     "RELAYGATE_HEARTBEAT_INTERVAL_S": "heartbeat_interval_s",
     "RELAYGATE_LOG_LEVEL": "log_level",
+    "RELAYGATE_REDIS_URL": "redis_url",
 }
 
 

@@ -139,6 +139,13 @@ class ServerConfig(Strict):
     heartbeat_interval_s: float = Field(15.0, gt=0)
     body_timeout_s: float = Field(30.0, gt=0)
     default_tenant: str = Field("default", pattern=NAME)
+    redis_url: str | None = Field(
+        None, description="Shared state for several replicas: limits, budgets, replay caches"
+    )
+    redis_prefix: str = Field("relaygate:", min_length=1, max_length=64)
+    policy_refresh_s: float = Field(
+        2.0, gt=0, le=5, description="How often keys, limits and budgets are reloaded"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def resolved_database_url(self) -> str:
@@ -148,10 +155,36 @@ class ServerConfig(Strict):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'relaygate.db').as_posix()}"
 
 
+class LimitsConfig(Strict):
+    """Rate-limit behaviour that is not per tenant (per-tenant limits live in the database)."""
+
+    on_backend_error: Literal["local", "open", "closed"] = Field(
+        "local",
+        description="When Redis is unreachable: enforce per replica ('local'), admit ('open')"
+        " or refuse with 503 ('closed')",
+    )
+    default_max_tokens: int = Field(
+        1024, gt=0, description="Completion tokens assumed for a request without max_tokens"
+    )
+
+
+class BudgetsConfig(Strict):
+    """Spend-cap behaviour that is not per tenant (budgets themselves live in the database)."""
+
+    on_backend_error: Literal["local", "closed"] = "local"
+    stream_overrun: Literal["finish", "error"] = Field(
+        "finish",
+        description="A stream that crosses a hard cap ends with finish_reason 'length' and"
+        " [DONE] ('finish') or with an error event ('error')",
+    )
+
+
 class GatewayConfig(Strict):
     """The whole configuration file."""
 
     server: ServerConfig = ServerConfig()
+    limits: LimitsConfig = LimitsConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
     providers: list[ProviderConfig] = Field(min_length=1)
     routes: list[RouteConfig] = Field(default_factory=list)
 
