@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -19,6 +32,17 @@ class Tenant(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    allowed_models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+
+
+class Environment(Base):
+    """A deployment stage of a tenant (production, staging, ...); keys belong to one."""
+
+    __tablename__ = "environments"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -36,6 +60,91 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    allowed_models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    max_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_body_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    require_signature: Mapped[bool] = mapped_column(Boolean, default=False)
+    signing_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class LimitPolicy(Base):
+    """Requests/tokens per minute and concurrency for a tenant, a key, or end users.
+
+    `scope` is 'tenant' (subject = tenant id), 'key' (subject = key id) or 'user' (subject = an
+    end-user id, or '*' for every end user of the tenant).
+    """
+
+    __tablename__ = "limits"
+    __table_args__ = (UniqueConstraint("tenant_id", "scope", "subject"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(256))
+    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BudgetPolicy(Base):
+    """A spend cap in USD per day or month for a tenant, a key, or end users (same scopes)."""
+
+    __tablename__ = "budgets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(256))
+    period: Mapped[str] = mapped_column(String(8))
+    limit_usd: Mapped[float] = mapped_column(Float)
+    hard: Mapped[bool] = mapped_column(Boolean, default=True)
+    downgrade_to: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    alert: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JwtIssuerRecord(Base):
+    """A tenant's JWT issuer: one fixed algorithm and its verification keys by kid."""
+
+    __tablename__ = "jwt_issuers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    environment: Mapped[str] = mapped_column(String(64))
+    issuer: Mapped[str] = mapped_column(String(256), unique=True)
+    audience: Mapped[str] = mapped_column(String(256))
+    algorithm: Mapped[str] = mapped_column(String(8))
+    # kid -> key material: a PEM public key, or a sealed HS256 secret.
+    keys: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BudgetEvent(Base):
+    """An alert: a soft cap crossed, a hard cap reached, a request downgraded."""
+
+    __tablename__ = "budget_events"
+    __table_args__ = (UniqueConstraint("budget_id", "subject_id", "period_key", "kind"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    budget_id: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(256))
+    period_key: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    spent_usd: Mapped[float] = mapped_column(Float)
+    limit_usd: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PolicyVersion(Base):
+    """One row whose counter every admin write bumps: replicas reload policy when it changes."""
+
+    __tablename__ = "policy_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class UsageRecord(Base):
@@ -45,6 +154,7 @@ class UsageRecord(Base):
     __table_args__ = (Index("ix_usage_tenant_time", "tenant_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    event_id: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)
     request_id: Mapped[str] = mapped_column(String(128), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     tenant_id: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,1 @@
+"""Secrets at rest: sealing with the gateway's master key."""
