@@ -1,4 +1,4 @@
-"""The `relaygate` command: serve, check-config, keys create, version."""
+"""The `relaygate` command: serve, check-config, keys create, keys master, version."""
 
 from __future__ import annotations
 
@@ -72,6 +72,13 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_keys_master(_args: argparse.Namespace) -> int:
+    from relaygate.vault.master_key import new_master_key
+
+    print(new_master_key())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="relaygate", description=__doc__)
@@ -96,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tenant", help="tenant id (default: server.default_tenant)")
     create.add_argument("--environment", default="production")
     create.set_defaults(func=_cmd_keys_create)
+    master = keys.add_parser(
+        "master", help="print a fresh master key for RELAYGATE_MASTER_KEY (stored nowhere)"
+    )
+    master.set_defaults(func=_cmd_keys_master)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)
     return parser

@@ -163,15 +163,19 @@ class LimitsConfig(Strict):
         description="When Redis is unreachable: enforce per replica ('local'), admit ('open')"
         " or refuse with 503 ('closed')",
     )
-    default_max_tokens: int = Field(
-        1024, gt=0, description="Completion tokens assumed for a request without max_tokens"
-    )
 
 
 class BudgetsConfig(Strict):
     """Spend-cap behaviour that is not per tenant (budgets themselves live in the database)."""
 
     on_backend_error: Literal["local", "closed"] = "local"
+    reserve_output_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="Reserve at most this many output tokens per request (default: the request's"
+        " max_tokens or the model's maximum); a stream that outgrows its reservation extends it"
+        " as it goes and is ended when a hard cap would be crossed",
+    )
     stream_overrun: Literal["finish", "error"] = Field(
         "finish",
         description="A stream that crosses a hard cap ends with finish_reason 'length' and"
