@@ -222,3 +222,9 @@ async def test_ids_with_separators_are_distinct_subjects(harness: Harness) -> No
     for subject in (a, b, c):
         assert (await harness.limiter.acquire([subject], 0)).allowed
     assert not (await harness.limiter.acquire([a], 0)).allowed
+
+
+async def test_a_lowered_limit_applies_at_once(harness: Harness) -> None:
+    assert (await harness.limiter.acquire([_subject(rpm=60)], 0)).allowed
+    lowered = await harness.limiter.acquire([_subject(rpm=10)], 0)
+    assert lowered.headers["x-ratelimit-remaining-requests"] == "9"  # not 58

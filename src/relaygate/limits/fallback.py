@@ -19,7 +19,12 @@ log = logging.getLogger("relaygate.limits")
 FallbackMode = Literal["local", "open", "closed"]
 
 # What "unreachable" means: anything else (a script error, a bug) is raised, not hidden.
-UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+UNREACHABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    TimeoutError,
+    OSError,
+)
 # Settles of shared leases that failed during an outage, retried on recovery (older ones expire).
 MAX_PENDING_SETTLES = 10_000
 
@@ -35,10 +40,12 @@ _SKIP, _CALL, _PROBE = 0, 1, 2
 class FallbackLimiter:
     """The primary (shared) limiter, with `mode` deciding what happens while it is unreachable.
 
-    After a failure the primary is not called for `cooldown_s`; then one request probes it while
-    the others keep using the fallback, so an outage costs at most one connect timeout per
-    cool-down. One warning is logged per outage (the exception's type only: a Redis URL or its
-    error text may carry a password). Settles go to the backend that holds the lease.
+    A call to the primary that takes longer than `timeout_s` counts as a failure (whatever the
+    client's own timeouts and retries). After a failure the primary is not called for
+    `cooldown_s`; then one request probes it while the others keep using the fallback, so an
+    outage costs at most one timeout per cool-down. One warning is logged per outage (the
+    exception's type only: a Redis URL or its error text may carry a password). Settles go to the
+    backend that holds the lease; those for Redis that fail are retried once it is back.
     """
 
     def __init__(
@@ -47,6 +54,7 @@ class FallbackLimiter:
         local: Limiter,
         mode: FallbackMode,
         *,
+        timeout_s: float = 0.5,
         cooldown_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -55,6 +63,7 @@ class FallbackLimiter:
         self._primary = primary
         self._local = local
         self._mode = mode
+        self._timeout_s = timeout_s
         self._cooldown_s = cooldown_s
         self._clock = clock
         self._healthy = True
@@ -105,7 +114,8 @@ class FallbackLimiter:
         attempt = self._begin()
         if attempt != _SKIP:
             try:
-                decision = await self._primary.acquire(subjects, tokens)
+                async with asyncio.timeout(self._timeout_s):
+                    decision = await self._primary.acquire(subjects, tokens)
             except UNREACHABLE as exc:
                 self._failed(attempt, exc)
             except BaseException:
@@ -134,7 +144,8 @@ class FallbackLimiter:
             self._pending.append((lease, actual_tokens))
             return
         try:
-            await self._primary.settle(lease, actual_tokens)
+            async with asyncio.timeout(self._timeout_s):
+                await self._primary.settle(lease, actual_tokens)
         except UNREACHABLE as exc:
             self._failed(attempt, exc)
             self._pending.append((lease, actual_tokens))
@@ -150,7 +161,8 @@ class FallbackLimiter:
             while self._pending and self._healthy:
                 lease, actual_tokens = self._pending.popleft()
                 try:
-                    await self._primary.settle(lease, actual_tokens)
+                    async with asyncio.timeout(self._timeout_s):
+                        await self._primary.settle(lease, actual_tokens)
                 except UNREACHABLE as exc:
                     self._pending.appendleft((lease, actual_tokens))
                     self._failed(_CALL, exc)

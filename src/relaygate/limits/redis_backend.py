@@ -108,9 +108,10 @@ class RedisLimiter:
     def _finished(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            # Only for work left running by a cancelled caller: nobody else sees the error.
+            # Work left running by a cancelled (or timed-out) caller; during an outage this is
+            # expected, and the fallback wrapper already warns once per outage.
             error = type(task.exception()).__name__
-            log.warning("rate-limit call left running after a cancellation failed: %s", error)
+            log.debug("rate-limit call left running after a cancellation failed: %s", error)
 
     async def settle(self, lease: Lease, actual_tokens: int) -> None:
         """Reconcile tokens and free slots in one script; idempotent through the lease marker."""
