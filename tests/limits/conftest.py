@@ -42,10 +42,10 @@ async def shift_redis_time(client: redis.Redis, prefix: str, seconds: float) -> 
     async for key in client.scan_iter(match=f"{prefix}rl:*"):
         kind = await client.type(key)
         if kind == b"hash":
-            await client.hincrbyfloat(key, "t", -seconds)
+            await client.hincrbyfloat(key, "ts", -seconds)
         elif kind == b"zset":
-            members = await client.zrange(key, 0, -1, withscores=True)
-            await client.zadd(key, {m: score - seconds for m, score in members})
+            for member in await client.zrange(key, 0, -1):
+                await client.zincrby(key, -seconds, member)
 
 
 async def delete_prefix(client: redis.Redis, prefix: str) -> None:

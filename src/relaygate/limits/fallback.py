@@ -18,10 +18,12 @@ log = logging.getLogger("relaygate.limits")
 
 FallbackMode = Literal["local", "open", "closed"]
 
-# What "unreachable" means: anything else (a script error, a bug) is raised, not hidden.
+# What "unreachable" means (a read-only replica is a failover under way); anything else (a script
+# error, a bug) is raised, not hidden.
 UNREACHABLE = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
     TimeoutError,
     OSError,
 )
@@ -166,6 +168,8 @@ class FallbackLimiter:
                 except UNREACHABLE as exc:
                     self._pending.appendleft((lease, actual_tokens))
                     self._failed(_CALL, exc)
+                except Exception as exc:  # one bad lease must not stop the others
+                    log.warning("settling a lease after an outage failed: %s", type(exc).__name__)
         finally:
             self._drain = None
 

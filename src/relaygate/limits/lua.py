@@ -1,10 +1,10 @@
 """The Lua scripts of the Redis limiter: each operation is one atomic script on Redis's clock.
 
-Key layout per subject: `<prefix>rl:<scope>:<id>:requests|tokens` are hashes {l: level, t: time of
-level, in seconds of Redis `TIME`}, expiring when the bucket would be full again (a missing bucket
-is a full one); `<prefix>rl:<scope>:<id>:concurrency` is a sorted set of lease ids scored by their
-expiry; `<prefix>rl:lease:<lease id>` marks a lease not yet settled (it makes settle idempotent).
-Numbers come back as strings: Redis would truncate Lua numbers to integers.
+Key layout per subject: `<prefix>rl:<scope>:<id>:requests|tokens` are hashes {level, ts} (ts:
+when it had that level, in seconds of Redis `TIME`) expiring when the bucket would be full again
+(a missing bucket is a full one); `<prefix>rl:<scope>:<id>:concurrency` is a sorted set of lease
+ids scored by their expiry; `<prefix>rl:lease:<lease id>` marks a lease not yet settled (it makes
+settle idempotent). Numbers come back as strings: Redis would truncate Lua numbers to integers.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 
 local function level(key, cap)
-  local v = redis.call('HMGET', key, 'l', 't')
+  local v = redis.call('HMGET', key, 'level', 'ts')
   if not v[1] then
     return cap
   end
@@ -35,7 +35,7 @@ local function store(key, cap, l)
     redis.call('DEL', key)
     return
   end
-  redis.call('HSET', key, 'l', string.format('%.17g', l), 't', string.format('%.6f', now))
+  redis.call('HSET', key, 'level', string.format('%.17g', l), 'ts', string.format('%.6f', now))
   redis.call('PEXPIRE', key, math.ceil((cap - l) * 60000 / cap) + 1)
 end
 """

@@ -100,28 +100,48 @@ class MemoryLimiter:
             self._expire(now)
         if now >= self._sweep_at:
             self._sweep(now)
-        found = [self._state(subject, now) for subject in subjects]
+        by_scope = self._states
+        found: list[_State] = []
         wait = 0.0
         denied: tuple[Subject, Dimension] | None = None
         never = False
         settles = False  # the lease has tokens to reconcile or slots to free
-        for subject, state in zip(subjects, found, strict=False):
+        for subject in subjects:
+            # Find (or start) the subject's state and refill it: `_state`, inlined for speed.
+            states = by_scope[subject.scope]
+            state = states.get(subject.id)
+            if state is None:
+                state = states[subject.id] = _State(now)
+            found.append(state)
+            elapsed = now - state.ts
+            if elapsed < 0.0:
+                elapsed = 0.0
+            state.ts = now
             limit = subject.limit
             cap = limit.rpm
-            if cap is not None and state.req < 1.0:
-                if cap < 1:
-                    if not never:
-                        never, wait, denied = True, _INF, (subject, "requests")
-                elif (need := (1.0 - state.req) * SECONDS_PER_MINUTE / cap) > wait:
-                    wait, denied = need, (subject, "requests")
+            if cap is None:
+                state.req = _INF
+            else:
+                level = state.req + elapsed * cap / SECONDS_PER_MINUTE
+                state.req = level = cap if level > cap else level
+                if level < 1.0:
+                    if cap < 1:
+                        if not never:
+                            never, wait, denied = True, _INF, (subject, "requests")
+                    elif (need := (1.0 - level) * SECONDS_PER_MINUTE / cap) > wait:
+                        wait, denied = need, (subject, "requests")
             cap = limit.tpm
-            if cap is not None:
+            if cap is None:
+                state.tok = _INF
+            else:
                 settles = True
-                if state.tok < tokens:
+                level = state.tok + elapsed * cap / SECONDS_PER_MINUTE
+                state.tok = level = cap if level > cap else level
+                if level < tokens:
                     if tokens > cap:
                         if not never:
                             never, wait, denied = True, _INF, (subject, "tokens")
-                    elif (need := (tokens - state.tok) * SECONDS_PER_MINUTE / cap) > wait:
+                    elif (need := (tokens - level) * SECONDS_PER_MINUTE / cap) > wait:
                         wait, denied = need, (subject, "tokens")
             cap = limit.concurrency
             if cap is not None:
