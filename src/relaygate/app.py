@@ -7,84 +7,161 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
 
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
+from relaygate.admin.app import create_admin_app
+from relaygate.admin.context import AdminContext, AdminPrincipal
 from relaygate.api import chat, embeddings, errors, health, models
 from relaygate.api.middleware import RequestIdMiddleware
-from relaygate.auth.keyring import Keyring
+from relaygate.auth.replay import FallbackReplayGuard, MemoryReplayGuard, RedisReplayGuard
+from relaygate.budgets import build_ledger
 from relaygate.config.loader import load_config
 from relaygate.config.schema import GatewayConfig
 from relaygate.config.secrets import provider_secrets
 from relaygate.errors import GatewayError
+from relaygate.limits import build_limiter
+from relaygate.policy.alerts import AlertSink
 from relaygate.providers.registry import build_provider
 from relaygate.routing.catalog import Catalog
+from relaygate.server.background import Background
 from relaygate.state import Gateway
 from relaygate.store.database import create_engine, migrate_async, sessionmaker
-from relaygate.store.keys import KeyStore
+from relaygate.store.snapshot import load_snapshot, policy_version
+from relaygate.store.spend import spend_seed
 from relaygate.tokens.counter import TokenCounter
 from relaygate.usage.recorder import UsageRecorder
+from relaygate.vault.master_key import load_master_key
+from relaygate.vault.sealer import Sealer
 
 log = logging.getLogger("relaygate")
 
-KEY_REFRESH_INTERVAL_S = 5.0
 
-
-async def build_gateway(config: GatewayConfig, environ: Mapping[str, str]) -> Gateway:
-    """Connect, migrate, load keys and build providers: everything before the first request."""
-    secrets = provider_secrets(config, environ)
-    url = config.server.resolved_database_url()
-    await migrate_async(url)
-    engine = create_engine(url)
-    sessions = sessionmaker(engine)
-    keys = KeyStore(sessions)
-    counter = await asyncio.to_thread(TokenCounter, config.server.data_dir / "tiktoken")
-    providers = {p.name: build_provider(p, secrets[p.name], counter) for p in config.providers}
-    keyring = Keyring(await keys.active_entries())
-    usage = UsageRecorder(sessions)
-    return Gateway(
-        config=config,
-        catalog=Catalog(config, providers),
-        keyring=keyring,
-        keys=keys,
-        counter=counter,
-        usage=usage,
-        engine=engine,
-        providers=providers,
+def _redis_client(config: GatewayConfig) -> redis.Redis | None:
+    url = config.server.redis_url
+    if not url:
+        return None
+    # Short timeouts: an unreachable Redis must not hold requests; the fallbacks take over.
+    # No client-side retries either (redis-py retries with backoff by default, seconds in all).
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=0.5,
+        socket_timeout=0.5,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 0),
     )
 
 
-async def _refresh_keys(gw: Gateway) -> None:
-    # Revocations and new keys reach every replica within one interval.
+async def build_gateway(config: GatewayConfig, environ: Mapping[str, str]) -> Gateway:
+    """Connect, migrate, load policy and build providers: everything before the first request."""
+    server = config.server
+    secrets = provider_secrets(config, environ)
+    url = server.resolved_database_url()
+    await migrate_async(url)
+    engine = create_engine(url)
+    sessions = sessionmaker(engine)
+    sealer = Sealer(load_master_key(environ, server.data_dir, create=True))
+    counter = await asyncio.to_thread(TokenCounter, server.data_dir / "tiktoken")
+    providers = {p.name: build_provider(p, secrets[p.name], counter) for p in config.providers}
+    client = _redis_client(config)
+    prefix = server.redis_prefix
+    ledger = build_ledger(client, prefix, spend_seed(sessions), config.budgets.on_backend_error)
+    replay = (
+        FallbackReplayGuard(RedisReplayGuard(client, prefix), MemoryReplayGuard())
+        if client is not None
+        else MemoryReplayGuard()
+    )
+    background = Background()
+    return Gateway(
+        config=config,
+        catalog=Catalog(config, providers),
+        counter=counter,
+        usage=UsageRecorder(sessions),
+        engine=engine,
+        sessions=sessions,
+        providers=providers,
+        policy=await load_snapshot(sessions, sealer),
+        sealer=sealer,
+        limiter=build_limiter(client, prefix, config.limits.on_backend_error),
+        ledger=ledger,
+        replay=replay,
+        background=background,
+        alerts=AlertSink(sessions, ledger, background),
+        redis=client,
+    )
+
+
+async def reload_policy(gw: Gateway) -> None:
+    """Load the policy snapshot now (after an admin write on this replica)."""
+    gw.policy = await load_snapshot(gw.sessions, gw.sealer)
+
+
+async def _refresh_policy(gw: Gateway) -> None:
+    # Every replica polls the policy version; a change (e.g. a revoked key) is live within
+    # one interval (at most 5 s by configuration).
     while True:
-        await asyncio.sleep(KEY_REFRESH_INTERVAL_S)
+        await asyncio.sleep(gw.config.server.policy_refresh_s)
         try:
-            gw.keyring.replace(await gw.keys.active_entries())
+            if await policy_version(gw.sessions) != gw.policy.version:
+                await reload_policy(gw)
         except Exception as exc:
-            log.warning("key refresh failed (%s); serving the last known keys", type(exc).__name__)
+            log.warning(
+                "policy refresh failed (%s); serving the last known policy", type(exc).__name__
+            )
+
+
+def _admin_context(gw: Gateway) -> AdminContext:
+    def authenticate_admin(presented: str) -> AdminPrincipal | None:
+        key = gw.policy.key_for(presented)
+        if key is None or key.kind != "admin" or key.expired(datetime.now(UTC)):
+            return None
+        return AdminPrincipal(key_id=key.key_id, tenant_id=key.tenant_id or None)
+
+    return AdminContext(
+        sessions=gw.sessions,
+        sealer=gw.sealer,
+        routes=frozenset(r.name for r in gw.catalog.listed()),
+        reload_policy=lambda: reload_policy(gw),
+        flush_usage=gw.usage.flush,
+        authenticate_admin=authenticate_admin,
+    )
 
 
 def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) -> ASGIApp:
     """The ASGI app for `config`."""
     env = dict(os.environ if environ is None else environ)
+    contexts: list[AdminContext] = []
+
+    def admin_context() -> AdminContext:
+        return contexts[0]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gw = await build_gateway(config, env)
         app.state.gateway = gw
+        contexts.append(_admin_context(gw))
         gw.usage.start()
-        refresher = asyncio.create_task(_refresh_keys(gw), name="key-refresh")
+        refresher = asyncio.create_task(_refresh_policy(gw), name="policy-refresh")
         try:
             yield
         finally:
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)
+            await gw.background.aclose()
             await gw.usage.aclose()
             for provider in gw.providers.values():
                 await provider.aclose()
+            await gw.limiter.aclose()
+            await gw.ledger.aclose()
+            if gw.redis is not None:
+                await gw.redis.aclose()
             await gw.engine.dispose()
 
     app = Starlette(
@@ -95,6 +172,7 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
             Route("/v1/models/{model:path}", models.retrieve_model, methods=["GET"]),
             Route("/healthz", health.healthz, methods=["GET"]),
             Route("/readyz", health.readyz, methods=["GET"]),
+            Mount("/admin/v1", app=create_admin_app(admin_context)),
         ],
         exception_handlers={
             GatewayError: errors.gateway_error,

@@ -3,31 +3,44 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
-from relaygate.auth.keyring import Keyring
+from relaygate.auth.replay import ReplayGuard
+from relaygate.budgets import SpendLedger
 from relaygate.config.schema import GatewayConfig
+from relaygate.limits import Limiter
+from relaygate.policy.alerts import AlertSink
+from relaygate.policy.snapshot import PolicySnapshot
 from relaygate.providers.base import Provider
 from relaygate.routing.catalog import Catalog
-from relaygate.store.keys import KeyStore
+from relaygate.server.background import Background
 from relaygate.tokens.counter import TokenCounter
 from relaygate.usage.recorder import UsageRecorder
+from relaygate.vault.sealer import Sealer
 
 
 @dataclass(slots=True)
 class Gateway:
-    """Everything a request needs, held in memory: no handler touches the database."""
+    """Everything a request needs, held in memory: no handler waits on the database."""
 
     config: GatewayConfig
     catalog: Catalog
-    keyring: Keyring
-    keys: KeyStore
     counter: TokenCounter
     usage: UsageRecorder
     engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
     providers: dict[str, Provider]
+    policy: PolicySnapshot
+    sealer: Sealer
+    limiter: Limiter
+    ledger: SpendLedger
+    replay: ReplayGuard
+    background: Background
+    alerts: AlertSink
+    redis: Any = None
 
 
 def gateway(request: Request) -> Gateway:

@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from relaygate.api.authn import authenticate
-from relaygate.api.body import read_json
+from relaygate.api.body import parse_json, read_body
 from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
-from relaygate.auth.keyring import Principal
 from relaygate.config.schema import Capability
-from relaygate.errors import UpstreamError, bad_request, model_not_found
+from relaygate.errors import GatewayError, UpstreamError, bad_request, model_not_found
+from relaygate.policy import enforce
+from relaygate.policy.enforce import Admission, allowed_models
+from relaygate.policy.principal import Principal
 from relaygate.providers.base import JSON
 from relaygate.routing.catalog import Deployment, Route
 from relaygate.routing.failover import Attempted, first_success
@@ -23,20 +25,28 @@ from relaygate.usage.recorder import UsageEvent
 
 
 async def admit(request: Request) -> tuple[Gateway, Principal, JSON]:
-    """The first steps of every data-plane POST: authenticate, then read the JSON body."""
+    """The first steps of every data-plane POST: read the body, authenticate, parse it.
+
+    The raw body is read first because a signed request's signature covers its exact bytes.
+    """
     gw = gateway(request)
-    principal = authenticate(request, gw.keyring)
     server = gw.config.server
-    body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
-    return gw, principal, body
+    raw = await read_body(request, server.max_body_bytes, server.body_timeout_s)
+    principal = await authenticate(request, gw, raw)
+    key = principal.key
+    return gw, principal, parse_json(raw, key.max_body_bytes if key is not None else None)
 
 
 def resolve(
-    gw: Gateway, model: str, needs: frozenset[Capability]
+    gw: Gateway, principal: Principal, model: str, needs: frozenset[Capability]
 ) -> tuple[Route, list[Deployment]]:
-    """The route named `model` and its deployments able to serve `needs`; 404 or 400 otherwise."""
+    """The route named `model` and its deployments able to serve `needs`; 404 or 400 otherwise.
+
+    A model outside the caller's allowlist is the same 404 as an unknown one.
+    """
     route = gw.catalog.resolve(model)
-    if route is None:
+    allowed = allowed_models(gw.policy.tenant(principal.tenant_id), principal.key)
+    if route is None or (allowed is not None and model not in allowed):
         raise model_not_found(model)
     deployments = route.supporting(needs)
     if not deployments:
@@ -61,6 +71,7 @@ class RequestLedger:
     end_user: str | None
     stream: bool
     meter: UsageMeter
+    admission: Admission = field(default_factory=Admission)
     attempted: Attempted | None = None
     finished: bool = field(default=False)
 
@@ -83,21 +94,55 @@ class RequestLedger:
             principal=principal,
             endpoint=endpoint,
             route=route,
-            end_user=end_user,
+            end_user=principal.end_user or end_user,
             stream=stream,
             meter=UsageMeter(gw.counter),
         )
 
+    async def enforce(
+        self,
+        principal: Principal,
+        route: Route,
+        deployments: list[Deployment],
+        needs: frozenset[Capability],
+        max_output_tokens: int | None,
+        count_prompt: Callable[[], int],
+    ) -> list[Deployment]:
+        """Apply limits and budgets; returns the deployments to call (maybe a cheaper route's)."""
+
+        def resolve_downgrade(name: str) -> tuple[Route, list[Deployment]] | None:
+            try:
+                return resolve(self.gw, principal, name, needs)
+            except Exception:
+                return None
+
+        try:
+            route, deployments, self.admission = await enforce.admit(
+                self.gw,
+                principal,
+                route=route,
+                deployments=deployments,
+                end_user=self.end_user,
+                max_output_tokens=max_output_tokens,
+                count_prompt=count_prompt,
+                resolve=resolve_downgrade,
+            )
+        except GatewayError as exc:
+            self.finish(Usage(), exc.status, "refused")
+            raise
+        self.route = route.name
+        return deployments
+
     def headers(self) -> dict[str, str]:
-        """The routing decision, visible on every answer."""
-        if self.attempted is None:
-            return {"x-relaygate-route": self.route}
-        return {
-            "x-relaygate-route": self.route,
-            "x-relaygate-provider": self.attempted.deployment.provider_name,
-            "x-relaygate-model": self.attempted.deployment.model.name,
-            "x-relaygate-attempts": str(self.attempted.attempts),
-        }
+        """The routing decision and rate-limit state, visible on every answer."""
+        headers = {"x-relaygate-route": self.route, **self.admission.headers}
+        if self.admission.downgraded_from is not None:
+            headers["x-relaygate-downgraded-from"] = self.admission.downgraded_from
+        if self.attempted is not None:
+            headers["x-relaygate-provider"] = self.attempted.deployment.provider_name
+            headers["x-relaygate-model"] = self.attempted.deployment.model.name
+            headers["x-relaygate-attempts"] = str(self.attempted.attempts)
+        return headers
 
     def finish(self, usage: Usage, status: int, outcome: str) -> float:
         """Write the usage record (once); returns the cost in USD."""
@@ -127,6 +172,10 @@ class RequestLedger:
                 latency_ms=self.meter.elapsed_ms(),
             )
         )
+        if self.admission.lease is not None or self.admission.reservation is not None:
+            self.gw.background.spawn(
+                enforce.settle(self.gw, self.admission, usage, cost), name="settle"
+            )
         return cost
 
 

@@ -1,17 +1,29 @@
-"""Authenticate a data-plane request from its `Authorization: Bearer` or `api-key` header."""
+"""Authenticate a data-plane request: bearer / `api-key` keys, HMAC-signed requests, site JWTs.
+
+Every failure is the same 401 (or 403 for a valid key on the wrong plane): the caller never
+learns which part was wrong. The reason goes to the log, without any secret.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from datetime import UTC, datetime
+
 from starlette.requests import Request
 
-from relaygate.auth.keyring import Keyring, Principal
+from relaygate.auth.failure import PUBLIC_MESSAGE, AuthFailed
+from relaygate.auth.hmac_signing import is_signed, verify_signed_request
+from relaygate.auth.jwt_tokens import looks_like_jwt, verify_jwt
 from relaygate.errors import GatewayError
+from relaygate.policy.principal import Principal
+from relaygate.state import Gateway
 
-_UNAUTHORIZED = "invalid or missing API key"
+log = logging.getLogger("relaygate.auth")
 
 
 def presented_key(request: Request) -> str | None:
-    """The key the caller presented, if any."""
+    """The bearer token or `api-key` the caller presented, if any."""
     auth = request.headers.get("authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
@@ -19,14 +31,70 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("api-key") or None
 
 
-def authenticate(request: Request, keyring: Keyring, *, admin: bool = False) -> Principal:
-    """The caller's principal, or a 401 that never says which part was wrong."""
-    key = presented_key(request)
-    principal = keyring.authenticate(key) if key else None
-    if principal is None:
-        raise GatewayError(
-            401, _UNAUTHORIZED, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
+def unauthorized() -> GatewayError:
+    """The one 401 every authentication failure answers."""
+    return GatewayError(
+        401, PUBLIC_MESSAGE, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def _signed_path(request: Request) -> str:
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
+    query = request.scope.get("query_string") or b""
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+async def _principal(request: Request, gw: Gateway, body: bytes) -> Principal:
+    snapshot = gw.policy
+    now = time.time()
+    if is_signed(request.headers):
+        key_id = await verify_signed_request(
+            request.headers,
+            request.method,
+            _signed_path(request),
+            body,
+            secrets_for=snapshot.signing_secrets,
+            replay=gw.replay,
+            now=now,
         )
-    if (principal.kind == "admin") != admin:
+        key = snapshot.keys_by_id.get(key_id)
+        if key is None:
+            raise AuthFailed("signed by a key that is no longer active")
+        principal = Principal.of_key(key, "hmac")
+    else:
+        presented = presented_key(request)
+        if presented is None:
+            raise AuthFailed("no credentials")
+        if looks_like_jwt(presented):
+            token = await verify_jwt(presented, snapshot.issuers, replay=gw.replay, now=now)
+            issuer = token.issuer
+            return Principal(
+                key_id=f"jwt:{issuer.issuer_id}",
+                tenant_id=issuer.tenant_id,
+                environment=issuer.environment,
+                via="jwt",
+                end_user=token.subject,
+            )
+        found = snapshot.key_for(presented)
+        if found is None:
+            raise AuthFailed("unknown or revoked key")
+        if found.require_signature and found.kind == "tenant":
+            raise AuthFailed("this key only accepts signed requests")
+        principal = Principal.of_key(found, "bearer")
+    assert principal.key is not None
+    if principal.key.expired(datetime.fromtimestamp(now, UTC)):
+        raise AuthFailed("expired key")
+    return principal
+
+
+async def authenticate(request: Request, gw: Gateway, body: bytes = b"") -> Principal:
+    """The data-plane caller, or the generic 401; admin keys get 403 here."""
+    try:
+        principal = await _principal(request, gw, body)
+    except AuthFailed as exc:
+        log.info("authentication failed: %s", exc.reason)
+        raise unauthorized() from None
+    if principal.kind != "tenant":
         raise GatewayError(403, "this key may not use this endpoint", code="forbidden")
     return principal

@@ -11,17 +11,23 @@ from starlette.requests import Request
 from relaygate.errors import GatewayError
 
 
-async def read_json(request: Request, max_bytes: int, read_timeout: float) -> dict[str, Any]:
-    """The body as a JSON object; 408 if slower than `read_timeout`, 413 over `max_bytes`."""
+async def read_body(request: Request, max_bytes: int, read_timeout: float) -> bytes:
+    """The raw body; 408 if slower than `read_timeout`, 413 over `max_bytes`."""
     try:
         async with asyncio.timeout(read_timeout):
-            body = await _read(request, max_bytes)
+            return await _read(request, max_bytes)
     except TimeoutError:
         raise GatewayError(
             408,
             f"the request body did not arrive within {read_timeout:g} s",
             code="request_timeout",
         ) from None
+
+
+def parse_json(body: bytes, max_bytes: int | None = None) -> dict[str, Any]:
+    """`body` as a JSON object; 413 over `max_bytes` (a key's own cap), 400 if not JSON."""
+    if max_bytes is not None and len(body) > max_bytes:
+        raise _too_large(max_bytes)
     if not body:
         raise GatewayError(400, "the request body is empty; send a JSON object")
     try:

@@ -15,6 +15,8 @@ from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
 from relaygate.api.sse import HEARTBEAT, SSEResponse
 from relaygate.api.validation import ChatSpec, validate_chat
 from relaygate.errors import GatewayError, UpstreamError
+from relaygate.policy.enforce import apply_token_cap
+from relaygate.policy.stream_guard import StreamBudgetGuard
 from relaygate.providers.base import JSON
 from relaygate.routing.catalog import Deployment
 from relaygate.routing.failover import Attempted, open_stream
@@ -33,7 +35,8 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
     """The OpenAI chat completions endpoint."""
     gw, principal, body = await admit(request)
     spec = validate_chat(body)
-    route, deployments = resolve(gw, spec.model, spec.needs)
+    route, deployments = resolve(gw, principal, spec.model, spec.needs)
+    max_output_tokens = apply_token_cap(body, principal.key)
     ledger = RequestLedger.start(
         request,
         gw,
@@ -42,6 +45,9 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
         route=route.name,
         end_user=spec.end_user,
         stream=spec.stream,
+    )
+    deployments = await ledger.enforce(
+        principal, route, deployments, spec.needs, max_output_tokens, _prompt_counter(gw, body)
     )
     if spec.stream:
         return await _stream(request, gw, body, spec, deployments, ledger)
@@ -152,28 +158,33 @@ async def _frames(
 ) -> AsyncIterator[bytes]:
     meter = ledger.meter
     outcome, status = "cancelled", CLIENT_CLOSED
+    guard = (
+        StreamBudgetGuard(gw, ledger.admission, ledger.attempted.deployment)
+        if ledger.admission.reservation is not None and ledger.attempted is not None
+        else None
+    )
     try:
         async for chunk in _prepend(first, chunks):
+            if guard is not None and not await guard.allow(chunk):
+                outcome, status = "budget_exceeded", 200
+                break
             meter.observe_chunk(chunk)
             if chunk.get("usage") is not None and not spec.include_usage:
                 if not chunk.get("choices"):
                     continue
                 chunk = {k: v for k, v in chunk.items() if k != "usage"}
             yield _frame(chunk)
+        if outcome == "budget_exceeded":
+            if gw.config.budgets.stream_overrun == "error":
+                yield _frame(_budget_cut().body())
+                return
+            yield _frame(_chunk_like(first, [{"index": 0, "delta": {}, "finish_reason": "length"}]))
         if spec.include_usage and meter.reported is None:
             usage = meter.usage(_prompt_counter(gw, body))
-            yield _frame(
-                {
-                    "id": first.get("id"),
-                    "object": "chat.completion.chunk",
-                    "created": first.get("created"),
-                    "model": first.get("model"),
-                    "choices": [],
-                    "usage": usage.to_openai(),
-                }
-            )
+            yield _frame({**_chunk_like(first, []), "usage": usage.to_openai()})
         yield DONE
-        outcome, status = "ok", 200
+        if outcome != "budget_exceeded":
+            outcome, status = "ok", 200
     except GatewayError as exc:
         # Ends the stream with an error event and no [DONE]: it never looks like a normal finish.
         outcome, status = "upstream_error", exc.status
@@ -183,6 +194,25 @@ async def _frames(
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _chunk_like(first: JSON, choices: list[JSON]) -> JSON:
+    return {
+        "id": first.get("id"),
+        "object": "chat.completion.chunk",
+        "created": first.get("created"),
+        "model": first.get("model"),
+        "choices": choices,
+    }
+
+
+def _budget_cut() -> GatewayError:
+    return GatewayError(
+        429,
+        "the stream was ended because a hard spend cap was reached",
+        code="budget_exceeded",
+        type="insufficient_quota",
+    )
 
 
 async def _prepend(first: JSON, rest: AsyncIterator[JSON]) -> AsyncIterator[JSON]:

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from relaygate.api.accounting import CLIENT_CLOSED, RequestLedger, admit, call_routed, resolve
 from relaygate.api.validation import validate_embeddings
+from relaygate.config.schema import Capability
 from relaygate.providers.base import JSON
 from relaygate.routing.catalog import Deployment
 from relaygate.usage.cost import Usage
@@ -17,7 +18,8 @@ async def embeddings(request: Request) -> Response:
     """The OpenAI embeddings endpoint."""
     gw, principal, body = await admit(request)
     model, end_user = validate_embeddings(body)
-    route, deployments = resolve(gw, model, frozenset({"embeddings"}))
+    needs: frozenset[Capability] = frozenset({"embeddings"})
+    route, deployments = resolve(gw, principal, model, needs)
     ledger = RequestLedger.start(
         request,
         gw,
@@ -26,6 +28,14 @@ async def embeddings(request: Request) -> Response:
         route=route.name,
         end_user=end_user,
         stream=False,
+    )
+    deployments = await ledger.enforce(
+        principal,
+        route,
+        deployments,
+        needs,
+        0,
+        lambda: gw.counter.count_embedding_input(body.get("input")),
     )
 
     async def call(deployment: Deployment) -> JSON:

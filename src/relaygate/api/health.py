@@ -27,9 +27,13 @@ async def readyz(request: Request) -> JSONResponse:
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"failed: {type(exc).__name__}"
-    checks["keyring"] = "ok" if len(gw.keyring) else "failed: no active keys"
+    checks["keys"] = "ok" if gw.policy.keys_by_hash else "failed: no active keys"
+    for name, backend in (("limits", gw.limiter), ("budgets", gw.ledger), ("replay", gw.replay)):
+        healthy = getattr(backend, "healthy", True)
+        # A degraded shared backend still serves (per replica), so it does not fail readiness.
+        checks[name] = "ok" if healthy else "degraded: shared backend unreachable"
     checks["providers"] = f"ok ({len(gw.providers)} configured)"
-    ready = all(v.startswith("ok") for v in checks.values())
+    ready = not any(v.startswith("failed") for v in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,

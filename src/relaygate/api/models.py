@@ -6,8 +6,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from relaygate.api.accounting import resolve
 from relaygate.api.authn import authenticate
-from relaygate.errors import model_not_found
+from relaygate.policy.enforce import allowed_models
 from relaygate.routing.catalog import Route
 from relaygate.state import gateway
 
@@ -27,17 +28,15 @@ def _entry(route: Route) -> dict[str, object]:
 async def list_models(request: Request) -> Response:
     """Every route alias and provider/model reference the caller may use."""
     gw = gateway(request)
-    authenticate(request, gw.keyring)
-    data = [_entry(r) for r in gw.catalog.listed()]
+    principal = await authenticate(request, gw)
+    allowed = allowed_models(gw.policy.tenant(principal.tenant_id), principal.key)
+    data = [_entry(r) for r in gw.catalog.listed() if allowed is None or r.name in allowed]
     return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
 
 
 async def retrieve_model(request: Request) -> Response:
-    """One model entry, or 404."""
+    """One model entry, or 404 (also for a model outside the caller's allowlist)."""
     gw = gateway(request)
-    authenticate(request, gw.keyring)
-    name = request.path_params["model"]
-    route = gw.catalog.resolve(name)
-    if route is None:
-        raise model_not_found(name)
+    principal = await authenticate(request, gw)
+    route, _ = resolve(gw, principal, request.path_params["model"], frozenset())
     return Response(orjson.dumps(_entry(route)), media_type="application/json")

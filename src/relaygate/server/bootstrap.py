@@ -8,12 +8,15 @@ from collections.abc import Mapping
 from relaygate.config.schema import GatewayConfig
 from relaygate.store.database import create_engine, migrate_async, sessionmaker
 from relaygate.store.keys import BootstrapResult, KeyStore
+from relaygate.vault.master_key import load_master_key
 
 
 async def bootstrap(config: GatewayConfig, environ: Mapping[str, str]) -> BootstrapResult:
     """Migrate the database and make sure the default tenant, its key and an admin key exist."""
     url = config.server.resolved_database_url()
     await migrate_async(url)
+    # Created here, before any worker starts, so workers only ever read it.
+    load_master_key(environ, config.server.data_dir, create=True)
     engine = create_engine(url)
     try:
         store = KeyStore(sessionmaker(engine))

@@ -17,6 +17,7 @@ from relaygate.config.secrets import provider_secrets
 from relaygate.server.banner import banner
 from relaygate.server.bootstrap import bootstrap, environ
 from relaygate.store.keys import KeyTooShortError
+from relaygate.vault.master_key import MasterKeyError
 
 
 def serve(config: GatewayConfig, config_path: str | None) -> int:
@@ -34,6 +35,9 @@ def serve(config: GatewayConfig, config_path: str | None) -> int:
         result = asyncio.run(bootstrap(config, environ()))
     except KeyTooShortError as exc:
         print(f"RELAYGATE_DEFAULT_KEY / RELAYGATE_ADMIN_KEY: {exc}", file=sys.stderr)
+        return 1
+    except MasterKeyError as exc:
+        print(f"master key: {exc}", file=sys.stderr)
         return 1
     first_model = (
         config.routes[0].name

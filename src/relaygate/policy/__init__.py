@@ -1,0 +1,1 @@
+"""Who may do what: the in-memory policy snapshot and the per-request checks built on it."""
