@@ -52,7 +52,7 @@ def test_missing_or_bad_key_is_401(gateway: RunningGateway, headers: dict[str, s
     )
     assert response.status_code == 401
     error = _envelope(response)
-    assert error["message"] == "invalid or missing API key"
+    assert error["message"] == "invalid or missing credentials"
 
 
 def test_every_data_plane_endpoint_needs_a_key(gateway: RunningGateway) -> None:

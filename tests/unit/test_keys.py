@@ -1,11 +1,11 @@
-"""API key format, hashing and the in-memory keyring."""
+"""API key format, hashing and key lookup in the in-memory policy snapshot."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from relaygate.auth.keyring import KeyEntry, Keyring, Principal
 from relaygate.auth.keys import generate_key, has_valid_checksum, hash_key
+from relaygate.policy.snapshot import KeyPolicy, PolicySnapshot
 
 
 def test_generated_keys_have_prefix_id_and_checksum() -> None:
@@ -24,25 +24,23 @@ def test_checksum_catches_typos() -> None:
     assert not has_valid_checksum("operator-chosen-key-without-any-checksum")
 
 
-def test_keyring_authenticates_by_hash_only() -> None:
+def _snapshot(key: str, key_id: str, **fields: object) -> PolicySnapshot:
+    policy = KeyPolicy(key_id, hash_key(key), "t1", "production", "tenant", **fields)  # type: ignore[arg-type]
+    return PolicySnapshot(keys_by_hash={policy.key_hash: policy}, keys_by_id={key_id: policy})
+
+
+def test_policy_snapshot_finds_keys_by_hash_only() -> None:
     key, key_id = generate_key()
-    principal = Principal(key_id=key_id, tenant_id="t1", environment="production")
-    ring = Keyring([KeyEntry(hash_key(key), principal)])
-    assert ring.authenticate(key) == principal
-    assert ring.authenticate(key + "x") is None
-    assert key not in repr(ring._by_hash)  # only hashes are held
+    snapshot = _snapshot(key, key_id)
+    found = snapshot.key_for(key)
+    assert found is not None and found.key_id == key_id
+    assert snapshot.key_for(key + "x") is None
+    assert key not in repr(snapshot)  # only hashes are held
 
 
-def test_expired_keys_are_refused() -> None:
+def test_expired_keys_are_recognised() -> None:
     key, key_id = generate_key()
     now = datetime.now(UTC)
-    ring = Keyring(
-        [
-            KeyEntry(
-                hash_key(key),
-                Principal(key_id, "t", "production"),
-                expires_at=now - timedelta(seconds=1),
-            )
-        ]
-    )
-    assert ring.authenticate(key, now) is None
+    found = _snapshot(key, key_id, expires_at=now - timedelta(seconds=1)).key_for(key)
+    assert found is not None and found.expired(now)
+    assert not found.expired(now - timedelta(seconds=2))

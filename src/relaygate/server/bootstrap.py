@@ -36,7 +36,7 @@ async def create_key(config: GatewayConfig, tenant: str, environment: str) -> tu
     engine = create_engine(url)
     try:
         store = KeyStore(sessionmaker(engine))
-        await store.ensure_tenant(tenant)
+        await store.ensure_tenant(tenant, environment)
         return await store.create_key(tenant, environment=environment)
     finally:
         await engine.dispose()

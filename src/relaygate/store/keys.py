@@ -1,14 +1,17 @@
-"""Key and tenant persistence: bootstrap of the default tenant and keys, and loading the keyring."""
+"""Bootstrap and CLI key creation: the default tenant, its key and the operator's admin key.
+
+The admin API (relaygate.admin) manages everything else. Every write here bumps the policy
+version, so running gateways pick the change up within their refresh interval.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relaygate.auth.keyring import KeyEntry, Principal
 from relaygate.auth.keys import (
     MIN_OPERATOR_KEY_LENGTH,
     display_prefix,
@@ -16,7 +19,7 @@ from relaygate.auth.keys import (
     hash_key,
     new_key_id,
 )
-from relaygate.store.tables import ApiKey, Tenant
+from relaygate.store.tables import ApiKey, Environment, PolicyVersion, Tenant
 
 
 class KeyTooShortError(ValueError):
@@ -39,11 +42,15 @@ class KeyStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def ensure_tenant(self, tenant_id: str) -> None:
-        """Create the tenant if it does not exist."""
+    async def ensure_tenant(self, tenant_id: str, environment: str = "production") -> None:
+        """Create the tenant and its environment if they do not exist."""
+        now = datetime.now(UTC)
         async with self._sessions.begin() as session:
             if await session.get(Tenant, tenant_id) is None:
-                session.add(Tenant(id=tenant_id, name=tenant_id, created_at=datetime.now(UTC)))
+                session.add(Tenant(id=tenant_id, name=tenant_id, created_at=now))
+                await session.flush()
+            if await session.get(Environment, (tenant_id, environment)) is None:
+                session.add(Environment(tenant_id=tenant_id, name=environment, created_at=now))
 
     async def create_key(
         self,
@@ -74,6 +81,8 @@ class KeyStore:
                     created_at=datetime.now(UTC),
                 )
             )
+            bump = update(PolicyVersion).values(version=PolicyVersion.version + 1)
+            await session.execute(bump.where(PolicyVersion.id == 1))
         return key, key_id
 
     async def _has_key(self, kind: str, tenant_id: str | None, key: str | None) -> bool:
@@ -106,24 +115,3 @@ class KeyStore:
                 key, _ = await self.create_key(owner, kind=kind)
                 results[kind] = (key, True)
         return BootstrapResult(*results["tenant"], *results["admin"])
-
-    async def active_entries(self) -> list[KeyEntry]:
-        """Every unrevoked key, for the in-memory keyring."""
-        query = select(ApiKey).where(ApiKey.revoked_at.is_(None))
-        async with self._sessions() as session:
-            rows = (await session.execute(query)).scalars().all()
-        return [
-            KeyEntry(
-                key_hash=row.key_hash,
-                principal=Principal(
-                    key_id=row.id,
-                    tenant_id=row.tenant_id or "",
-                    environment=row.environment,
-                    kind=row.kind,
-                ),
-                expires_at=row.expires_at.replace(tzinfo=UTC)
-                if row.expires_at and row.expires_at.tzinfo is None
-                else row.expires_at,
-            )
-            for row in rows
-        ]
