@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._\-]*$"
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class Body(BaseModel):
@@ -31,7 +39,7 @@ class TenantOut(BaseModel):
     id: str
     name: str
     allowed_models: list[str] | None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class EnvironmentCreate(Body):
@@ -41,7 +49,7 @@ class EnvironmentCreate(Body):
 class EnvironmentOut(BaseModel):
     tenant_id: str
     name: str
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class KeyCreate(Body):
@@ -72,9 +80,9 @@ class KeyOut(BaseModel):
     kind: str
     name: str | None
     display_prefix: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UtcDateTime
+    expires_at: UtcDateTime | None
+    revoked_at: UtcDateTime | None
     allowed_models: list[str] | None
     max_tokens: int | None
     max_body_bytes: int | None
@@ -124,7 +132,7 @@ class LimitOut(BaseModel):
     rpm: int | None
     tpm: int | None
     concurrency: int | None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class BudgetCreate(Body):
@@ -160,7 +168,7 @@ class BudgetOut(BaseModel):
     hard: bool
     downgrade_to: str | None
     alert: bool
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class IssuerCreate(Body):
@@ -184,7 +192,7 @@ class IssuerOut(BaseModel):
     environment: str
     kids: list[str]
     public_keys: dict[str, str]
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class EventOut(BaseModel):
@@ -196,7 +204,7 @@ class EventOut(BaseModel):
     kind: str
     spent_usd: float
     limit_usd: float
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 T = TypeVar("T")

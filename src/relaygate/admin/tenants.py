@@ -105,9 +105,9 @@ async def update_tenant(tenant_id: str, body: TenantUpdate, ctx: Ctx, caller: Ca
     summary="Delete a tenant with its keys, limits, budgets, issuers and environments",
 )
 async def delete_tenant(tenant_id: str, ctx: Ctx, caller: Caller) -> None:
-    operator_only(caller)
     async with writing(ctx) as session:
-        await tenant_row(session, caller, tenant_id)
+        await tenant_row(session, caller, tenant_id)  # 404 before 403: existence stays private
+        operator_only(caller)
         for table in (ApiKey, LimitPolicy, BudgetPolicy, JwtIssuerRecord, Environment):
             await session.execute(delete(table).where(table.tenant_id == tenant_id))
         await session.execute(delete(Tenant).where(Tenant.id == tenant_id))

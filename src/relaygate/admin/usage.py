@@ -100,7 +100,9 @@ def _render(rows: list[dict[str, Any]], fields: list[str], as_csv: bool) -> Resp
 
 
 def _plain(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return value
 
 
 @router.get(

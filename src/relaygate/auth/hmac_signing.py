@@ -9,7 +9,7 @@ The client sends three headers:
 where canonical is `METHOD \\n path[?query] \\n timestamp \\n hex SHA-256 of the exact body`.
 Several `v1=` values, comma-separated, are allowed (during a secret rotation any may match).
 A request is refused if its timestamp is more than `max_skew_s` off either way, or if the same
-signature was already accepted within the window (replay).
+signed request was already accepted within the window (replay).
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ HEADER_KEY_ID = "x-relaygate-key-id"
 HEADER_TIMESTAMP = "x-relaygate-timestamp"
 HEADER_SIGNATURE = "x-relaygate-signature"
 MAX_SKEW_S = 300.0
+REPLAY_NAMESPACE = "hmac"
 _MAX_HEADER = 512
+_MAX_TIMESTAMP_DIGITS = 12
 _HEX = frozenset("0123456789abcdef")
 
 
 def canonical_request(method: str, path: str, timestamp: str, body: bytes) -> bytes:
-    """The bytes that are signed."""
+    """The bytes that are signed: `METHOD\\npath\\ntimestamp\\nhex sha256(body)` as UTF-8."""
     digest = hashlib.sha256(body).hexdigest()
     return f"{method.upper()}\n{path}\n{timestamp}\n{digest}".encode()
 
@@ -41,13 +43,25 @@ def _mac(secret: bytes, message: bytes) -> str:
 
 
 def sign_request(
-    secret: str | bytes, method: str, path: str, body: bytes, timestamp: int | None = None
+    secret: str | bytes,
+    method: str,
+    path: str,
+    body: bytes,
+    timestamp: int | None = None,
+    *,
+    key_id: str | None = None,
 ) -> dict[str, str]:
-    """The signature headers for a request (the key id header is the caller's to add)."""
+    """The signature headers for a request; with `key_id`, all three headers.
+
+    A `str` secret is used as its UTF-8 bytes (the form the admin API hands out).
+    """
     key = secret.encode() if isinstance(secret, str) else secret
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     signature = _mac(key, canonical_request(method, path, stamp, body))
-    return {HEADER_TIMESTAMP: stamp, HEADER_SIGNATURE: f"v1={signature}"}
+    headers = {HEADER_TIMESTAMP: stamp, HEADER_SIGNATURE: f"v1={signature}"}
+    if key_id is not None:
+        headers = {HEADER_KEY_ID: key_id, **headers}
+    return headers
 
 
 def is_signed(headers: Mapping[str, str]) -> bool:
@@ -62,6 +76,13 @@ def _signatures(value: str) -> list[str]:
         if version == "v1" and len(digest) == 64 and set(digest) <= _HEX:
             found.append(digest)
     return found
+
+
+def _timestamp(stamp: str) -> int:
+    # str.isdigit() alone accepts non-ASCII digits such as "²", which int() refuses.
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > _MAX_TIMESTAMP_DIGITS:
+        raise AuthFailed("malformed timestamp")
+    return int(stamp)
 
 
 async def verify_signed_request(
@@ -83,9 +104,7 @@ async def verify_signed_request(
         raise AuthFailed("signed request without all three signature headers")
     if max(len(key_id), len(stamp), len(signature_header)) > _MAX_HEADER:
         raise AuthFailed("oversized signature header")
-    if not stamp.isdigit() or len(stamp) > 12:
-        raise AuthFailed("malformed timestamp")
-    if abs(now - int(stamp)) > max_skew_s:
+    if abs(now - _timestamp(stamp)) > max_skew_s:
         raise AuthFailed("timestamp outside the allowed skew")
     offered = _signatures(signature_header)
     if not offered:
@@ -95,12 +114,15 @@ async def verify_signed_request(
         raise AuthFailed("unknown key id or key without a signing secret")
     message = canonical_request(method, path, stamp, body)
     expected = [_mac(secret, message) for secret in secrets]
-    matched = next(
-        (sig for sig in offered for exp in expected if hmac.compare_digest(sig, exp)), None
-    )
-    if matched is None:
+    # Compare every pair (no early exit on a match) with constant-time comparisons.
+    matches = [hmac.compare_digest(sig, exp) for sig in offered for exp in expected]
+    if not any(matches):
         raise AuthFailed("signature mismatch")
     # Only a valid signature reaches the replay cache, so forged requests cannot fill it.
-    if not await replay.first_use("hmac", f"{key_id}:{matched}", 2 * max_skew_s):
+    # The nonce is the key id and the digest of what the signature covers: during a rotation
+    # the same request signed with the other secret (or with fewer `v1=` values) is the same
+    # nonce, so dropping one of the offered signatures cannot turn a replay into a new request.
+    nonce = f"{key_id}:{hashlib.sha256(message).hexdigest()}"
+    if not await replay.first_use(REPLAY_NAMESPACE, nonce, 2 * max_skew_s):
         raise AuthFailed("replayed signature")
     return key_id

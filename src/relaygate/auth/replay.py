@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import logging
 import time
 from collections.abc import Callable
@@ -32,32 +33,41 @@ class ReplayGuard(Protocol):
 
 
 class MemoryReplayGuard:
-    """Nonces in a dict with expiry times; pruned as it grows, never above `max_entries`."""
+    """Nonces with expiry times in this process, never more than `max_entries`.
+
+    A heap ordered by expiry drops expired nonces as time passes (O(log n) each). When the guard
+    is full of live nonces, the one closest to expiry is forgotten to make room.
+    """
 
     def __init__(
         self, clock: Callable[[], float] = time.monotonic, max_entries: int = 1_000_000
     ) -> None:
         self._clock = clock
-        self._max = max_entries
-        self._seen: dict[tuple[str, str], float] = {}
-        self._next_prune = 0.0
+        self._max = max(1, max_entries)
+        self._expiry: dict[tuple[str, str], float] = {}
+        self._heap: list[tuple[float, str, str]] = []
 
-    def _prune(self, now: float) -> None:
-        self._seen = {k: v for k, v in self._seen.items() if v > now}
-        self._next_prune = now + 1.0
-        while len(self._seen) >= self._max:  # still full of live nonces: forget the oldest
-            del self._seen[min(self._seen, key=self._seen.__getitem__)]
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def _pop_soonest(self) -> None:
+        expires, namespace, nonce = heapq.heappop(self._heap)
+        if self._expiry.get((namespace, nonce)) == expires:
+            del self._expiry[(namespace, nonce)]
 
     async def first_use(self, namespace: str, nonce: str, ttl_s: float) -> bool:
         """True the first time within `ttl_s`."""
         now = self._clock()
-        if now >= self._next_prune or len(self._seen) >= self._max:
-            self._prune(now)
+        while self._heap and self._heap[0][0] <= now:
+            self._pop_soonest()
         key = (namespace, nonce)
-        expires = self._seen.get(key)
-        if expires is not None and expires > now:
+        if key in self._expiry:
             return False
-        self._seen[key] = now + ttl_s
+        while len(self._expiry) >= self._max:
+            self._pop_soonest()
+        expires = now + ttl_s
+        self._expiry[key] = expires
+        heapq.heappush(self._heap, (expires, namespace, nonce))
         return True
 
 
@@ -76,7 +86,11 @@ class RedisReplayGuard:
 
 
 class FallbackReplayGuard:
-    """Redis, or each replica's memory while Redis is unreachable (one warning per outage)."""
+    """Redis, or each replica's memory while Redis is unreachable (one warning per outage).
+
+    After a failure the primary is skipped for `cooldown_s`. Every nonce is also remembered
+    locally, so a nonce this replica accepted during an outage stays refused after it.
+    """
 
     def __init__(
         self,
@@ -121,7 +135,6 @@ class FallbackReplayGuard:
                 if self._down:
                     log.warning("replay guard: Redis is reachable again")
                     self._down = False
-                # Remember it locally too, so an outage right after does not forget it.
-                await self._local.first_use(namespace, nonce, ttl_s)
-                return fresh
+                fresh_here = await self._local.first_use(namespace, nonce, ttl_s)
+                return fresh and fresh_here
         return await self._local.first_use(namespace, nonce, ttl_s)

@@ -1,7 +1,11 @@
 """The usage ledger writer: records leave the request path and are flushed in batches.
 
-`record()` only appends to a list. A background task writes batches every `interval` seconds;
-`aclose()` (on graceful shutdown) writes whatever is left, so a graceful stop loses nothing.
+`record()` appends the event to an in-memory batch and, when the recorder has a journal
+directory, as one line to the current journal segment (one `os.write`, no fsync). A background
+task writes the batch every `interval` seconds: it rotates to a fresh segment, inserts the old
+batch (idempotently on `event_id`) and then deletes the old segment. `aclose()` (on graceful
+shutdown) writes whatever is left, so a graceful stop loses nothing; after a kill, the next start
+replays the segments left behind (`relaygate.usage.journal.replay_journal`).
 """
 
 from __future__ import annotations
@@ -9,15 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from pathlib import Path
 
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relaygate.store.tables import UsageRecord
+from relaygate.usage.journal import Journal, Row, Segment, encode_row, insert_rows
 
 log = logging.getLogger("relaygate.usage")
+
+_WAKE_AT = 1000
 
 
 @dataclass(slots=True)
@@ -42,49 +49,122 @@ class UsageEvent:
     cost_usd: float = 0.0
     latency_ms: float = 0.0
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 _COLUMNS = tuple(f.name for f in fields(UsageEvent))
 
 
-def _row(event: UsageEvent) -> dict[str, object]:
+def _row(event: UsageEvent) -> Row:
     # A flat copy: dataclasses.asdict deep-copies every value and showed up in profiles.
     return {name: getattr(event, name) for name in _COLUMNS}
 
 
-class UsageRecorder:
-    """Buffers usage events and writes them in batches."""
+@dataclass(slots=True)
+class _Batch:
+    """Rows not yet in the database and the journal segments that hold them."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], interval: float = 0.5) -> None:
+    rows: list[Row] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+
+
+class UsageRecorder:
+    """Buffers usage events, journals them to `journal_dir` if given, and writes them in batches.
+
+    Without a journal directory a killed process loses the events of the current batch.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        interval: float = 0.5,
+        journal_dir: Path | None = None,
+    ) -> None:
         self._sessions = sessions
         self._interval = interval
-        self._pending: list[UsageEvent] = []
+        self._journal = Journal(journal_dir) if journal_dir is not None else None
+        self._batch = _Batch()
+        # The segment record() appends to; None until opened (or after a journal write failed).
+        self._segment: Segment | None = None
+        # False after the journal failed: no new segment until the next flush tries again.
+        self._journal_ok = True
+        self._failed: list[_Batch] = []
+        self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
     def start(self) -> None:
-        """Start the background flusher."""
+        """Start the background flusher (and open the first journal segment)."""
+        self._open_segment()
         self._task = asyncio.create_task(self._run(), name="usage-flusher")
 
     def record(self, event: UsageEvent) -> None:
-        """Queue one event (never blocks, never does I/O)."""
-        self._pending.append(event)
-        if len(self._pending) >= 1000:
+        """Queue one event; with a journal, also one unbuffered write of one line (never blocks
+        on the network or the database)."""
+        row = _row(event)
+        batch = self._batch
+        batch.rows.append(row)
+        if self._journal is not None:
+            segment = self._segment or self._open_segment()
+            if segment is not None:
+                try:
+                    segment.append(encode_row(row))
+                except OSError as exc:
+                    self._journal_failed("write to", exc)
+        if len(batch.rows) >= _WAKE_AT:
             self._wake.set()
 
-    async def flush(self) -> int:
-        """Write every queued event now; returns how many were written."""
-        batch, self._pending = self._pending, []
-        if not batch:
-            return 0
+    def _open_segment(self) -> Segment | None:
+        if self._journal is None or not self._journal_ok:
+            return None
         try:
-            async with self._sessions.begin() as session:
-                await session.execute(insert(UsageRecord), [_row(e) for e in batch])
-        except Exception:
-            # Keep the events for the next attempt rather than lose them.
-            self._pending[:0] = batch
-            raise
-        return len(batch)
+            segment = self._journal.open_segment()
+        except OSError as exc:
+            self._journal_failed("create a segment in", exc)
+            return None
+        self._segment = segment
+        self._batch.segments.append(segment)
+        return segment
+
+    def _journal_failed(self, action: str, exc: OSError) -> None:
+        # The events stay in memory and still reach the database; only kill-safety is lost.
+        log.error(
+            "could not %s the usage journal (%s); events are kept in memory only until the "
+            "next flush",
+            action,
+            exc.strerror or type(exc).__name__,
+        )
+        self._segment = None
+        self._journal_ok = False
+
+    async def flush(self) -> int:
+        """Write every queued event now; returns how many were written.
+
+        On a database error the events (and their journal segments) are kept for the next try
+        and the error propagates.
+        """
+        async with self._flushing:
+            batches = self._failed
+            self._failed = []
+            if self._batch.rows:
+                batches.append(self._batch)
+                self._batch = _Batch()
+                self._segment = None
+                self._journal_ok = True
+                self._open_segment()
+            rows = [row for batch in batches for row in batch.rows]
+            if not rows:
+                return 0
+            try:
+                await insert_rows(self._sessions, rows)
+            except BaseException:
+                # Keep the events for the next attempt rather than lose them.
+                self._failed = batches
+                raise
+            for batch in batches:
+                for segment in batch.segments:
+                    segment.discard()
+            return len(rows)
 
     async def _run(self) -> None:
         while True:
@@ -97,8 +177,21 @@ class UsageRecorder:
                 log.exception("usage flush failed; will retry")
 
     async def aclose(self) -> None:
-        """Stop the flusher and write what is left."""
+        """Stop the flusher and write what is left; the journal is then removed.
+
+        If the final write fails, the unwritten segments stay on disk for the next start.
+        """
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.flush()
+        try:
+            await self.flush()
+        finally:
+            self._journal = None
+            for batch in (*self._failed, self._batch):
+                for segment in batch.segments:
+                    if batch.rows:
+                        segment.close()
+                    else:
+                        segment.discard()
+            self._segment = None
