@@ -32,9 +32,11 @@ def secrets_for(key_id: str) -> Sequence[bytes]:
     return [SECRET] if key_id == KEY_ID else []
 
 
-def signed(timestamp: float = NOW, secret: bytes = SECRET, **overrides: str) -> dict[str, str]:
+def signed(
+    changed: dict[str, str] | None = None, *, timestamp: float = NOW, secret: bytes = SECRET
+) -> dict[str, str]:
     headers = sign_request(secret, "POST", PATH, BODY, int(timestamp), key_id=KEY_ID)
-    headers.update(overrides)
+    headers.update(changed or {})
     return headers
 
 
@@ -110,7 +112,7 @@ async def test_after_a_rotation_a_signature_with_the_second_secret_is_accepted()
 async def test_any_of_several_offered_signatures_may_match() -> None:
     old = signed()[HEADER_SIGNATURE]
     new = signed(secret=NEW_SECRET)[HEADER_SIGNATURE]
-    headers = signed(**{HEADER_SIGNATURE: f"{new}, {old}"})
+    headers = signed({HEADER_SIGNATURE: f"{new}, {old}"})
     assert await verify(headers) == KEY_ID
 
 
@@ -132,7 +134,7 @@ async def test_a_missing_header_is_refused(missing: str) -> None:
 
 @pytest.mark.parametrize("empty", [HEADER_KEY_ID, HEADER_TIMESTAMP, HEADER_SIGNATURE])
 async def test_an_empty_header_is_refused(empty: str) -> None:
-    reason = await refused(signed(**{empty: ""}))
+    reason = await refused(signed({empty: ""}))
     assert reason == "signed request without all three signature headers"
 
 
@@ -148,7 +150,7 @@ async def test_an_empty_header_is_refused(empty: str) -> None:
     ids=["not-hex", "short", "uppercase", "v2", "no-version"],
 )
 async def test_a_garbled_signature_is_refused(value: str) -> None:
-    assert await refused(signed(**{HEADER_SIGNATURE: value})) == "malformed signature"
+    assert await refused(signed({HEADER_SIGNATURE: value})) == "malformed signature"
 
 
 @pytest.mark.parametrize(
@@ -157,12 +159,12 @@ async def test_a_garbled_signature_is_refused(value: str) -> None:
     ids=["word", "fraction", "negative", "plus", "space", "superscript-digit", "13-digits"],
 )
 async def test_a_non_integer_or_out_of_range_timestamp_is_refused(stamp: str) -> None:
-    assert await refused(signed(**{HEADER_TIMESTAMP: stamp})) == "malformed timestamp"
+    assert await refused(signed({HEADER_TIMESTAMP: stamp})) == "malformed timestamp"
 
 
 @pytest.mark.parametrize("name", [HEADER_KEY_ID, HEADER_TIMESTAMP, HEADER_SIGNATURE])
 async def test_an_absurdly_long_header_is_refused(name: str) -> None:
-    assert await refused(signed(**{name: "1" * 100_000})) == "oversized signature header"
+    assert await refused(signed({name: "1" * 100_000})) == "oversized signature header"
 
 
 # --- refused: time and identity ----------------------------------------------------------------
@@ -175,7 +177,7 @@ async def test_a_timestamp_more_than_300_seconds_off_is_refused(offset: int) -> 
 
 
 async def test_an_unknown_key_id_is_refused() -> None:
-    reason = await refused(signed(**{HEADER_KEY_ID: "someone-else"}))
+    reason = await refused(signed({HEADER_KEY_ID: "someone-else"}))
     assert reason == "unknown key id or key without a signing secret"
 
 
@@ -232,8 +234,8 @@ async def test_a_replay_with_fewer_offered_signatures_is_still_a_replay() -> Non
     guard = MemoryReplayGuard()
     both = [SECRET, NEW_SECRET]
     old, new = signed()[HEADER_SIGNATURE], signed(secret=NEW_SECRET)[HEADER_SIGNATURE]
-    assert await verify(signed(**{HEADER_SIGNATURE: f"{old},{new}"}), replay=guard, secrets=both)
-    reason = await refused(signed(**{HEADER_SIGNATURE: new}), replay=guard, secrets=both)
+    assert await verify(signed({HEADER_SIGNATURE: f"{old},{new}"}), replay=guard, secrets=both)
+    reason = await refused(signed({HEADER_SIGNATURE: new}), replay=guard, secrets=both)
     assert reason == "replayed signature"
 
 
@@ -251,7 +253,7 @@ async def test_a_signature_is_remembered_for_twice_the_skew_window() -> None:
 async def test_refused_signatures_never_reach_the_replay_cache() -> None:
     guard = MemoryReplayGuard()
     for n in range(50):
-        forged = signed(**{HEADER_SIGNATURE: f"v1={n:064x}"})
+        forged = signed({HEADER_SIGNATURE: f"v1={n:064x}"})
         assert await refused(forged, replay=guard) == "signature mismatch"
     assert len(guard) == 0
     assert await verify(signed(), replay=guard) == KEY_ID

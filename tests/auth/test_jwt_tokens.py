@@ -68,7 +68,7 @@ def claims(**overrides: Any) -> dict[str, Any]:
 def token(
     algorithm: str = "HS256", *, key: Any = None, headers: dict[str, Any] | None = None, **c: Any
 ) -> str:
-    signing = SIGNING[algorithm] if key is None else key
+    signing: Any = SIGNING[algorithm] if key is None else key
     return jwt.encode(
         claims(**c), signing, algorithm=algorithm, headers={"kid": "k1", **(headers or {})}
     )
@@ -241,7 +241,7 @@ async def test_a_header_with_critical_extensions_is_refused(extension: dict[str,
 
 @pytest.mark.parametrize("claim", ["exp", "iat", "aud", "sub", "jti"])
 async def test_a_missing_required_claim_is_refused(claim: str) -> None:
-    reason = await refused(token(**{claim: None}))
+    reason = await refused(token(**{claim: None}))  # type: ignore[arg-type]
     assert reason == "invalid token (MissingRequiredClaimError)"
 
 
