@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from relaygate.config.schema import GatewayConfig
 from relaygate.store.database import create_engine, migrate_async, sessionmaker
 from relaygate.store.keys import BootstrapResult, KeyStore
+from relaygate.usage.journal import journal_directory, replay_journal
 from relaygate.vault.master_key import load_master_key
 
 
@@ -19,6 +20,7 @@ async def bootstrap(config: GatewayConfig, environ: Mapping[str, str]) -> Bootst
     load_master_key(environ, config.server.data_dir, create=True)
     engine = create_engine(url)
     try:
+        await replay_journal(journal_directory(config.server.data_dir), sessionmaker(engine))
         store = KeyStore(sessionmaker(engine))
         return await store.bootstrap(
             config.server.default_tenant,

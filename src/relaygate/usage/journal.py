@@ -14,19 +14,21 @@ already reached the database adds nothing.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import logging
 import os
 import secrets
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Insert, insert
+from sqlalchemy import Insert, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -42,15 +44,11 @@ _STALE_PENDING_S = 60.0
 
 Row = dict[str, Any]
 
-_TABLE = UsageRecord.__table__
+_TABLE: Table = UsageRecord.__table__  # type: ignore[assignment]
 _COLUMNS = frozenset(c.name for c in _TABLE.columns if not c.primary_key)
 _REQUIRED = frozenset(
     {"event_id"}
-    | {
-        c.name
-        for c in _TABLE.columns
-        if not c.nullable and not c.primary_key and c.default is None
-    }
+    | {c.name for c in _TABLE.columns if not c.nullable and not c.primary_key and c.default is None}
 )
 
 
@@ -149,7 +147,7 @@ def _decode(line: bytes) -> Row | None:
         data = orjson.loads(line)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(data, dict) or not _REQUIRED <= data.keys():
+    if not isinstance(data, dict) or not data.keys() >= _REQUIRED:
         return None
     row: Row = {k: v for k, v in data.items() if k in _COLUMNS}
     if not isinstance(row["event_id"], str) or not isinstance(row["created_at"], str):
@@ -178,22 +176,46 @@ def read_segment(data: bytes, name: str) -> list[Row]:
     return rows
 
 
-def _orphans(directory: Path) -> Iterator[tuple[Path, int]]:
-    """Segments no live process holds, each opened and locked (the caller closes the fd)."""
-    for path in sorted(directory.glob("*" + SEGMENT_SUFFIX)):
+@dataclass(slots=True)
+class _Orphan:
+    """A segment no live process holds, locked by us, with its events read."""
+
+    path: Path
+    fd: int
+    rows: list[Row]
+
+    def remove(self) -> None:
         try:
-            fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            continue  # its owner flushed and deleted it meanwhile
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue  # a live process writes it
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)
+
+
+def _candidates(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    _remove_stale_pending(directory)
+    return sorted(directory.glob("*" + SEGMENT_SUFFIX))
+
+
+def _claim(path: Path) -> _Orphan | None:
+    """Lock and read `path` unless a live process holds it or it is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None  # its owner flushed and deleted it meanwhile
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         if os.fstat(fd).st_nlink == 0:
-            os.close(fd)  # deleted by its owner between our open and our lock
-            continue
-        yield path, fd
+            raise FileNotFoundError(path)  # deleted between our open and our lock
+        with open(fd, "rb", closefd=False) as file:
+            return _Orphan(path, fd, read_segment(file.read(), path.name))
+    except (BlockingIOError, FileNotFoundError):
+        os.close(fd)  # a live process writes it, or it is gone
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _remove_stale_pending(directory: Path) -> None:
@@ -214,21 +236,23 @@ async def replay_journal(directory: Path, sessions: async_sessionmaker[AsyncSess
     Idempotent: an event already in the database is not inserted again. Returns how many events
     were added to the database. A database error propagates and leaves the segment for later.
     """
-    if not directory.is_dir():
-        return 0
     added = 0
-    for path, fd in _orphans(directory):
+    for path in await asyncio.to_thread(_candidates, directory):
+        orphan = await asyncio.to_thread(_claim, path)
+        if orphan is None:
+            continue
         try:
-            with open(fd, "rb", closefd=False) as file:
-                rows = read_segment(file.read(), path.name)
-            inserted = await insert_rows(sessions, rows)
-            path.unlink(missing_ok=True)
-        finally:
-            os.close(fd)
+            inserted = await insert_rows(sessions, orphan.rows)
+        except BaseException:
+            os.close(orphan.fd)
+            raise
+        await asyncio.to_thread(orphan.remove)
         added += inserted
-        if rows:
+        if orphan.rows:
             log.info(
-                "usage journal %s: replayed %d events (%d new)", path.name, len(rows), inserted
+                "usage journal %s: replayed %d events, %d of them new",
+                path.name,
+                len(orphan.rows),
+                inserted,
             )
-    _remove_stale_pending(directory)
     return added

@@ -88,7 +88,8 @@ class UsageRecorder:
         self._segment: Segment | None = None
         # False after the journal failed: no new segment until the next flush tries again.
         self._journal_ok = True
-        self._failed: list[_Batch] = []
+        # A batch the database refused; retried (before anything newer) on the next flush.
+        self._failed: _Batch | None = None
         self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -99,8 +100,7 @@ class UsageRecorder:
         self._task = asyncio.create_task(self._run(), name="usage-flusher")
 
     def record(self, event: UsageEvent) -> None:
-        """Queue one event; with a journal, also one unbuffered write of one line (never blocks
-        on the network or the database)."""
+        """Queue one event; with a journal, also append it as one line (one `os.write`)."""
         row = _row(event)
         batch = self._batch
         batch.rows.append(row)
@@ -141,30 +141,31 @@ class UsageRecorder:
         """Write every queued event now; returns how many were written.
 
         On a database error the events (and their journal segments) are kept for the next try
-        and the error propagates.
+        and the error propagates. While a failed batch waits, new events join the current one,
+        so an outage never holds more than two segments open.
         """
         async with self._flushing:
-            batches = self._failed
-            self._failed = []
-            if self._batch.rows:
-                batches.append(self._batch)
-                self._batch = _Batch()
-                self._segment = None
-                self._journal_ok = True
-                self._open_segment()
-            rows = [row for batch in batches for row in batch.rows]
-            if not rows:
-                return 0
+            written = 0
+            if self._failed is not None:
+                await self._insert(self._failed)
+                written, self._failed = len(self._failed.rows), None
+            if not self._batch.rows:
+                return written
+            batch, self._batch = self._batch, _Batch()
+            self._segment = None
+            self._journal_ok = True
+            self._open_segment()
             try:
-                await insert_rows(self._sessions, rows)
+                await self._insert(batch)
             except BaseException:
-                # Keep the events for the next attempt rather than lose them.
-                self._failed = batches
+                self._failed = batch
                 raise
-            for batch in batches:
-                for segment in batch.segments:
-                    segment.discard()
-            return len(rows)
+            return written + len(batch.rows)
+
+    async def _insert(self, batch: _Batch) -> None:
+        await insert_rows(self._sessions, batch.rows)
+        for segment in batch.segments:
+            segment.discard()
 
     async def _run(self) -> None:
         while True:
@@ -175,6 +176,8 @@ class UsageRecorder:
                 await self.flush()
             except Exception:
                 log.exception("usage flush failed; will retry")
+                # Not again at once, even if the full buffer keeps waking us.
+                await asyncio.sleep(self._interval)
 
     async def aclose(self) -> None:
         """Stop the flusher and write what is left; the journal is then removed.
@@ -188,7 +191,9 @@ class UsageRecorder:
             await self.flush()
         finally:
             self._journal = None
-            for batch in (*self._failed, self._batch):
+            for batch in (self._failed, self._batch):
+                if batch is None:
+                    continue
                 for segment in batch.segments:
                     if batch.rows:
                         segment.close()
