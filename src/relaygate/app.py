@@ -37,6 +37,7 @@ from relaygate.store.database import create_engine, migrate_async, sessionmaker
 from relaygate.store.snapshot import load_snapshot, policy_version
 from relaygate.store.spend import spend_seed
 from relaygate.tokens.counter import TokenCounter
+from relaygate.usage.journal import journal_directory, replay_journal
 from relaygate.usage.recorder import UsageRecorder
 from relaygate.vault.master_key import load_master_key
 from relaygate.vault.sealer import Sealer
@@ -67,6 +68,9 @@ async def build_gateway(config: GatewayConfig, environ: Mapping[str, str]) -> Ga
     await migrate_async(url)
     engine = create_engine(url)
     sessions = sessionmaker(engine)
+    # Usage a crashed sibling worker left in its journal (segments of live processes are skipped).
+    journal = journal_directory(server.data_dir)
+    await replay_journal(journal, sessions)
     sealer = Sealer(load_master_key(environ, server.data_dir, create=True))
     counter = await asyncio.to_thread(TokenCounter, server.data_dir / "tiktoken")
     providers = {p.name: build_provider(p, secrets[p.name], counter) for p in config.providers}
@@ -83,7 +87,7 @@ async def build_gateway(config: GatewayConfig, environ: Mapping[str, str]) -> Ga
         config=config,
         catalog=Catalog(config, providers),
         counter=counter,
-        usage=UsageRecorder(sessions),
+        usage=UsageRecorder(sessions, journal_dir=journal),
         engine=engine,
         sessions=sessions,
         providers=providers,
