@@ -50,12 +50,11 @@ def _stored_keys(body: IssuerCreate, issuer_id: str, sealer: Sealer) -> dict[str
             else:
                 load_issuer_key(body.algorithm, material)
                 stored[kid] = material
-        except (ValueError, binascii.Error) as exc:
-            message = str(exc) if isinstance(exc, ValueError) and "bytes" in str(exc) else None
-            raise bad_request(
-                f"keys.{kid}: " + (message or f"not a valid {body.algorithm} key"),
-                param=f"keys.{kid}",
-            ) from None
+        except binascii.Error:
+            raise bad_request(f"keys.{kid}: not base64url", param=f"keys.{kid}") from None
+        except ValueError as exc:
+            # load_issuer_key's messages describe the key's type, never its contents.
+            raise bad_request(f"keys.{kid}: {exc}", param=f"keys.{kid}") from None
     return stored
 
 
