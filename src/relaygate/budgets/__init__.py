@@ -1,4 +1,4 @@
-"""Spend caps per tenant, API key and end user, per day and month: reserve, then settle."""
+"""Spend caps per tenant, API key and end user, per UTC day and month: reserve, then settle."""
 
 from relaygate.budgets.base import (
     BudgetDecision,
@@ -9,9 +9,8 @@ from relaygate.budgets.base import (
     Reservation,
     SeedSource,
     SpendLedger,
-    charges_for,
-    period_bounds,
 )
+from relaygate.budgets.charges import charges_for, period_bounds
 from relaygate.budgets.factory import build_ledger
 from relaygate.budgets.fallback import FallbackLedger, LedgerMode
 from relaygate.budgets.memory import MemoryLedger

@@ -1,23 +1,33 @@
-"""Spend caps: budgets per tenant, key and end user, per UTC day or month.
+"""Spend caps (budgets) per tenant, API key and end user, per UTC day or calendar month.
 
-Before a call, the gateway reserves the most the request can cost; the reservation is refused if
-spent + reserved + the new amount would pass a hard cap. After the call, `settle` replaces the
-reservation by the actual cost. Concurrent requests (on any replica, with Redis) therefore cannot
-together pass a hard cap: only a request that costs more than it reserved can, by at most its own
-excess. Soft caps never refuse; the gateway is told which it crossed, to downgrade or alert.
+Reserve, then settle. Before the upstream call the gateway reserves the most the request can cost.
+The reservation is refused if, for any hard cap it counts against, spent + reserved + amount
+would pass the limit; otherwise the amount is added to `reserved` of every counter (hard and
+soft) in the same atomic step: one event-loop step in memory, one Lua script in Redis, so
+concurrent requests on any number of replicas see each other's reservations. After the call,
+`settle` moves the reservation into `spent` at the actual cost.
 
-Money is counted in integer micro-dollars: reservations rounded up, actual costs to nearest.
-Counters start from the spend already in the usage ledger (a `SeedSource`), so a restart or a lost
-Redis key does not reset a budget.
+Why overshoot is bounded: admission keeps spent + reserved <= limit on every hard cap, and
+settling replaces a reservation by an actual cost that is normally no larger, so the cap holds.
+Spend passes a cap only when a request costs more than it holds (a provider that ignores
+max_tokens, a stream between two `extend` steps), and then by that request's excess, at most one
+reservation step. Two things loosen this on purpose: a Redis reservation that is neither settled
+nor extended within its TTL stops counting (so a crashed replica does not hold budget forever),
+and in "local" fallback mode each replica counts on its own while Redis is unreachable.
+
+Soft caps never refuse: the decision lists those the request crosses, so the gateway can
+downgrade the route and raise an alert. Counters start from the spend already recorded in the
+usage ledger (a `SeedSource`), so a restart or a lost Redis key does not reset a budget.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Literal, Protocol
+
+from relaygate.budgets.money import to_micros
 
 Period = Literal["day", "month"]
 BudgetScope = Literal["tenant", "key", "user"]
@@ -25,12 +35,17 @@ EVERY_USER = "*"
 
 
 class LedgerUnavailable(Exception):
-    """The shared ledger is unreachable and the configuration says to refuse (mode "closed")."""
+    """Spend cannot be tracked right now: Redis is unreachable in mode "closed", or the spend
+    already recorded could not be read. The gateway answers 503."""
 
 
 @dataclass(frozen=True, slots=True)
 class BudgetRule:
-    """One budget as configured through the admin API."""
+    """One budget as configured through the admin API.
+
+    `subject` is the tenant id, a key id, an end-user id, or "*" for a "user" rule that applies
+    to each end user separately.
+    """
 
     id: str
     tenant_id: str
@@ -54,9 +69,9 @@ class Charge:
     period_end: datetime
 
     @property
-    def counter(self) -> str:
-        """The counter this charge adds to."""
-        return f"{self.rule.id}:{self.subject_id}:{self.period_key}"
+    def counter(self) -> tuple[str, str, str]:
+        """The counter this charge adds to: (rule id, subject id, period key)."""
+        return (self.rule.id, self.subject_id, self.period_key)
 
     @property
     def limit_micros(self) -> int:
@@ -66,7 +81,7 @@ class Charge:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """Money held for one request until it settles."""
+    """Money held for one request until it settles; `backend` names the ledger that holds it."""
 
     id: str
     charges: tuple[Charge, ...]
@@ -76,7 +91,12 @@ class Reservation:
 
 @dataclass(frozen=True, slots=True)
 class BudgetDecision:
-    """The answer to one `reserve`."""
+    """The answer to one `reserve`.
+
+    `refused_by` is the hard cap that refused; `soft_exceeded` the soft caps this request
+    crosses (spent + reserved + amount > limit); `remaining_usd` the smallest room left under a
+    hard cap after this reservation (None without hard caps or when refused).
+    """
 
     allowed: bool
     reservation: Reservation | None
@@ -86,13 +106,17 @@ class BudgetDecision:
 
 
 SeedSource = Callable[[Charge], Awaitable[float]]
+"""USD already recorded in the database for a charge's rule, subject and period."""
 
 
 class SpendLedger(Protocol):
     """Reserves, extends and settles spend against budgets."""
 
     async def reserve(self, charges: Sequence[Charge], amount_usd: float) -> BudgetDecision:
-        """Hold `amount_usd` on every charge, or on none if a hard cap would be passed."""
+        """Hold `amount_usd` on every charge, or on none if a hard cap would be passed.
+
+        No charges: allowed, with a reservation of no charges.
+        """
         ...
 
     async def extend(self, reservation: Reservation, extra_usd: float) -> Reservation | None:
@@ -100,7 +124,7 @@ class SpendLedger(Protocol):
         ...
 
     async def settle(self, reservation: Reservation, actual_usd: float) -> None:
-        """Replace the reservation by the actual cost; a second call does nothing."""
+        """Release the reservation and add the actual cost; a second call does nothing."""
         ...
 
     async def status(self, charge: Charge) -> tuple[float, float]:
@@ -110,69 +134,3 @@ class SpendLedger(Protocol):
     async def aclose(self) -> None:
         """Release resources (not a Redis client passed in)."""
         ...
-
-
-def to_micros(usd: float) -> int:
-    """USD to micro-dollars, to nearest."""
-    return round(usd * 1_000_000)
-
-
-def reserve_micros(usd: float) -> int:
-    """USD to micro-dollars, rounded up (a reservation never holds less than asked)."""
-    return max(0, math.ceil(usd * 1_000_000 - 1e-6))
-
-
-def period_bounds(period: Period, now: datetime) -> tuple[str, datetime, datetime]:
-    """The period key and its [start, end) in UTC."""
-    now = now.astimezone(UTC)
-    if period == "day":
-        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        return start.strftime("%Y-%m-%d"), start, start + timedelta(days=1)
-    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = (
-        start.replace(year=start.year + 1, month=1)
-        if start.month == 12
-        else start.replace(month=start.month + 1)
-    )
-    return start.strftime("%Y-%m"), start, end
-
-
-def _subject_of(rule: BudgetRule, ids: Mapping[str, str | None]) -> str | None:
-    current = ids.get(rule.scope)
-    if current is None:
-        return None
-    if rule.scope == "tenant":
-        return current if rule.subject in ("", EVERY_USER, current) else None
-    if rule.scope == "user" and rule.subject == EVERY_USER:
-        return current
-    return current if rule.subject == current else None
-
-
-def charges_for(
-    rules: Iterable[BudgetRule], ids: Mapping[str, str | None], now: datetime
-) -> list[Charge]:
-    """The charges a request makes: `ids` maps "tenant", "key", "user" to the request's ids.
-
-    A user's own budget replaces the every-user ("*") budget of the same period and kind.
-    """
-    picked: list[Charge] = []
-    for rule in rules:
-        subject = _subject_of(rule, ids)
-        if subject is None:
-            continue
-        key, start, end = period_bounds(rule.period, now)
-        picked.append(Charge(rule, subject, key, start, end))
-    own = {
-        (c.rule.period, c.rule.hard)
-        for c in picked
-        if c.rule.scope == "user" and c.rule.subject != EVERY_USER
-    }
-    return [
-        c
-        for c in picked
-        if not (
-            c.rule.scope == "user"
-            and c.rule.subject == EVERY_USER
-            and (c.rule.period, c.rule.hard) in own
-        )
-    ]
