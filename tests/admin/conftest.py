@@ -5,18 +5,53 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaygate.admin.app import create_admin_app
 from relaygate.admin.context import AdminContext, AdminPrincipal
 from relaygate.auth.keys import hash_key
 from relaygate.store.database import create_engine, migrate_async, sessionmaker
 from relaygate.store.keys import KeyStore
+from relaygate.store.tables import ApiKey, PolicyVersion
 from relaygate.vault.sealer import Sealer
 
 ROUTES = frozenset({"fast", "smart", "simulator/sim-small"})
+
+
+@dataclass
+class AdminKeys:
+    """What the gateway keeps in memory: active admin keys by hash, reloaded after each write."""
+
+    by_hash: dict[str, tuple[AdminPrincipal, datetime | None]] = field(default_factory=dict)
+    reloads: int = 0
+
+    async def reload(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.reloads += 1
+        async with sessions() as session:
+            rows = (
+                await session.execute(
+                    select(ApiKey).where(ApiKey.kind == "admin", ApiKey.revoked_at.is_(None))
+                )
+            ).scalars()
+            self.by_hash = {
+                r.key_hash: (
+                    AdminPrincipal(r.id, r.tenant_id),
+                    r.expires_at.replace(tzinfo=UTC) if r.expires_at else None,
+                )
+                for r in rows
+            }
+
+    def authenticate(self, presented: str) -> AdminPrincipal | None:
+        found = self.by_hash.get(hash_key(presented))
+        if found is None or (found[1] is not None and found[1] <= datetime.now(UTC)):
+            return None
+        return found[0]
 
 
 @dataclass
@@ -26,20 +61,58 @@ class AdminHarness:
     context: AdminContext
     client: httpx.AsyncClient
     operator_key: str
-    reloads: list[int] = field(default_factory=list)
+    keys: AdminKeys
+    flushes: list[int] = field(default_factory=list)
 
-    def as_(self, key: str) -> dict[str, str]:
+    @property
+    def reloads(self) -> int:
+        return self.keys.reloads
+
+    @staticmethod
+    def as_(key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
 
-    async def tenant_admin(self, tenant: str) -> str:
-        created = await self.client.post(
-            f"/tenants/{tenant}/keys",
-            json={"kind": "admin", "name": "site admin"},
-            headers=self.as_(self.operator_key),
+    async def call(
+        self, method: str, path: str, body: Any = None, key: str | None = None
+    ) -> httpx.Response:
+        """One request, as the operator unless `key` is given."""
+        return await self.client.request(
+            method, path, json=body, headers=self.as_(key or self.operator_key)
         )
-        assert created.status_code == 201, created.text
-        key: str = created.json()["key"]
+
+    async def ok(self, method: str, path: str, body: Any = None, key: str | None = None) -> Any:
+        """A request that must succeed; its JSON (None for 204)."""
+        response = await self.call(method, path, body, key)
+        assert response.status_code < 300, (method, path, response.status_code, response.text)
+        return response.json() if response.content else None
+
+    async def error(
+        self, status: int, method: str, path: str, body: Any = None, key: str | None = None
+    ) -> dict[str, Any]:
+        """A request that must fail with `status`; its error object (OpenAI envelope)."""
+        response = await self.call(method, path, body, key)
+        assert response.status_code == status, (method, path, response.status_code, response.text)
+        envelope = response.json()
+        assert set(envelope) == {"error"}
+        assert set(envelope["error"]) == {"message", "type", "param", "code"}
+        error: dict[str, Any] = envelope["error"]
+        return error
+
+    async def tenant(self, tenant_id: str, **fields: Any) -> dict[str, Any]:
+        created: dict[str, Any] = await self.ok("POST", "/tenants", {"id": tenant_id, **fields})
+        return created
+
+    async def tenant_admin(self, tenant_id: str) -> str:
+        """A new admin key of one tenant."""
+        created = await self.ok("POST", f"/tenants/{tenant_id}/keys", {"kind": "admin"})
+        key: str = created["key"]
         return key
+
+    async def policy_version(self) -> int:
+        async with self.context.sessions() as session:
+            row = await session.get(PolicyVersion, 1)
+        assert row is not None
+        return row.version
 
 
 @pytest.fixture
@@ -47,28 +120,17 @@ async def admin(database_url: str) -> AsyncIterator[AdminHarness]:
     await migrate_async(database_url)
     engine = create_engine(database_url)
     sessions = sessionmaker(engine)
-    store = KeyStore(sessions)
-    operator_key, operator_id = await store.create_key(None, kind="admin")
-    reloads: list[int] = []
-    admins: dict[str, AdminPrincipal] = {hash_key(operator_key): AdminPrincipal(operator_id, None)}
+    operator_key, _ = await KeyStore(sessions).create_key(None, kind="admin")
+    keys = AdminKeys()
+    await keys.reload(sessions)
+    keys.reloads = 0
+    flushes: list[int] = []
 
     async def reload_policy() -> None:
-        # What the gateway does: reload admin keys from the database.
-        from sqlalchemy import select
-
-        from relaygate.store.tables import ApiKey
-
-        reloads.append(1)
-        async with sessions() as session:
-            rows = (
-                await session.execute(
-                    select(ApiKey).where(ApiKey.kind == "admin", ApiKey.revoked_at.is_(None))
-                )
-            ).scalars()
-            admins.clear()
-            admins.update({r.key_hash: AdminPrincipal(r.id, r.tenant_id) for r in rows})
+        await keys.reload(sessions)
 
     async def flush_usage() -> int:
+        flushes.append(1)
         return 0
 
     context = AdminContext(
@@ -77,10 +139,10 @@ async def admin(database_url: str) -> AsyncIterator[AdminHarness]:
         routes=ROUTES,
         reload_policy=reload_policy,
         flush_usage=flush_usage,
-        authenticate_admin=lambda key: admins.get(hash_key(key)),
+        authenticate_admin=keys.authenticate,
     )
     app = create_admin_app(lambda: context)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:
-        yield AdminHarness(context, client, operator_key, reloads)
+        yield AdminHarness(context, client, operator_key, keys, flushes)
     await engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -12,12 +13,19 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from relaygate import __version__
-from relaygate.admin import issuers, keys, policies, tenants, usage
+from relaygate.admin import budgets, environments, events, issuers, keys, limits, tenants, usage
 from relaygate.admin.context import AdminContext
+from relaygate.admin.guard import AdminGuard
 from relaygate.errors import ERROR_TYPES, GatewayError
+
+log = logging.getLogger("relaygate.admin")
+
+OPENAPI_PATH = "/openapi.json"
 
 
 class ErrorDetail(BaseModel):
+    """What went wrong; `param` names the offending field when there is one."""
+
     message: str
     type: str
     param: str | None
@@ -37,7 +45,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (401, "Missing or invalid admin key"),
         (403, "This admin key may not do this"),
         (404, "Not found (or belongs to another tenant)"),
-        (409, "Conflicts with an existing object"),
+        (409, "Conflicts with an existing object, or the object is still in use"),
     )
 }
 
@@ -56,47 +64,61 @@ async def _gateway_error(_request: Request, exc: Exception) -> Response:
     return _envelope(exc)
 
 
+def _param(loc: Any) -> str | None:
+    parts = [str(p) for p in (loc or ()) if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or None
+
+
 async def _validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
-    param = ".".join(loc) or None
+    errors = exc.errors()
+    first: dict[str, Any] = dict(errors[0]) if errors else {}
+    if first.get("type") == "json_invalid":
+        return _envelope(GatewayError(400, "the body is not valid JSON", code="invalid_json"))
+    param = _param(first.get("loc"))
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
-    return _envelope(
-        GatewayError(
-            400, f"{param}: {message}" if param else message, param=param, code="invalid_request"
-        )
-    )
+    text = f"{param}: {message}" if param else message
+    return _envelope(GatewayError(400, text, param=param, code="invalid_request"))
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    message = "not found" if exc.status_code == 404 else str(exc.detail)
-    return _envelope(
-        GatewayError(
-            exc.status_code, message, type=ERROR_TYPES.get(exc.status_code, "server_error")
-        )
-    )
+    message = "not found" if exc.status_code == 404 else str(exc.detail).lower()
+    error_type = ERROR_TYPES.get(exc.status_code, "invalid_request_error")
+    return _envelope(GatewayError(exc.status_code, message, type=error_type))
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> Response:
+    log.error("admin API error: %s", type(exc).__name__, exc_info=exc)
+    return _envelope(GatewayError(500, "internal error", code="internal_error"))
 
 
 def create_admin_app(context: Callable[[], AdminContext]) -> FastAPI:
-    """The admin API; `context` returns the live gateway context."""
+    """The admin API; `context` returns the live gateway context.
+
+    Mount it at `/admin/v1`; its OpenAPI document is then `/admin/v1/openapi.json`.
+    """
     app = FastAPI(
         title="Relaygate admin API",
         version=__version__,
         description="Tenants, environments, API keys, rate limits, budgets, JWT issuers and"
-        " usage. Authenticate with `Authorization: Bearer <admin key>`.",
-        openapi_url="/openapi.json",
+        " usage. Authenticate with `Authorization: Bearer <admin key>` (or `api-key`). An"
+        " operator key (printed at first start) sees every tenant; a tenant's admin key sees only"
+        " its own, and every other tenant's objects answer 404. Errors use OpenAI's envelope.",
+        openapi_url=OPENAPI_PATH,
         docs_url=None,
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         servers=[{"url": "/admin/v1"}],
         exception_handlers={
             GatewayError: _gateway_error,
             RequestValidationError: _validation_error,
             HTTPException: _http_error,
+            Exception: _unexpected_error,
         },
     )
     app.state.context = context
-    for module in (tenants, keys, policies, issuers, usage):
+    for module in (tenants, environments, keys, limits, budgets, issuers, events, usage):
         app.include_router(module.router, responses=_ERRORS)
+    app.add_middleware(AdminGuard, context=context, public=frozenset({OPENAPI_PATH}))
     return app

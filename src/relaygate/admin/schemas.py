@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+    model_validator,
+)
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._\-]*$"
+INT32_MAX = 2_147_483_647
+INT64_MAX = 9_223_372_036_854_775_807
+MAX_USD = 1_000_000_000.0
 
 
 def _utc(moment: datetime) -> datetime:
@@ -15,27 +27,69 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_contains_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    return False
+
+
+def _iso_text(value: Any) -> Any:
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO 8601 date-time string")
+    return value
+
+
 UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
+Moment = Annotated[datetime, BeforeValidator(_iso_text)]
+# JSON types are taken as they are: `true` is not 1, "5" is not 5.
+Count = Annotated[int, Strict(), Field(gt=0, le=INT32_MAX)]
+Usd = Annotated[float, Strict(), Field(gt=0, le=MAX_USD)]
+Flag = Annotated[bool, Strict()]
+ModelName = Annotated[str, Field(min_length=1, max_length=128)]
+Models = Annotated[
+    list[ModelName],
+    Field(max_length=256, description="Route or model names clients may use (null: no limit)"),
+]
+EnvName = Annotated[str, Field(pattern=NAME, max_length=64)]
+Kid = Annotated[str, Field(min_length=1, max_length=128)]
+KeyMaterial = Annotated[str, Field(min_length=1, max_length=16384)]
 
 
 class Body(BaseModel):
-    """Base of every request body."""
+    """Base of every request body: unknown keys and NUL characters are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _contains_nul(value):
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class TenantCreate(Body):
+    """A new tenant; its `production` environment is created with it."""
+
     id: str = Field(pattern=NAME, max_length=64)
-    name: str | None = Field(None, max_length=200)
-    allowed_models: list[str] | None = None
+    name: str | None = Field(None, min_length=1, max_length=200, description="Defaults to the id")
+    allowed_models: Models | None = None
 
 
 class TenantUpdate(Body):
-    name: str | None = Field(None, max_length=200)
-    allowed_models: list[str] | None = None
+    """Fields to change; absent fields stay as they are (`allowed_models: null` lifts the list)."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    allowed_models: Models | None = None
 
 
 class TenantOut(BaseModel):
+    """A tenant."""
+
     id: str
     name: str
     allowed_models: list[str] | None
@@ -43,37 +97,51 @@ class TenantOut(BaseModel):
 
 
 class EnvironmentCreate(Body):
-    name: str = Field(pattern=NAME, max_length=64)
+    """A new environment of a tenant."""
+
+    name: EnvName
 
 
 class EnvironmentOut(BaseModel):
+    """An environment of a tenant."""
+
     tenant_id: str
     name: str
     created_at: UtcDateTime
 
 
 class KeyCreate(Body):
-    environment: str = Field("production", pattern=NAME, max_length=64)
-    name: str | None = Field(None, max_length=200)
-    kind: Literal["tenant", "admin"] = "tenant"
-    expires_at: datetime | None = None
-    allowed_models: list[str] | None = None
-    max_tokens: int | None = Field(None, gt=0)
-    max_body_bytes: int | None = Field(None, gt=0)
-    require_signature: bool = False
-    signing: bool = False
+    """A new API key of a tenant."""
+
+    environment: EnvName = "production"
+    name: str | None = Field(None, min_length=1, max_length=200)
+    kind: Literal["tenant", "admin"] = Field(
+        "tenant", description="tenant: the data plane; admin: this API, for this tenant only"
+    )
+    expires_at: Moment | None = Field(None, description="Must be in the future")
+    allowed_models: Models | None = Field(
+        None, description="Within the tenant's; null: the tenant's"
+    )
+    max_tokens: Count | None = None
+    max_body_bytes: Count | None = None
+    require_signature: Flag = Field(False, description="Refuse the bare key: signed requests only")
+    signing: Flag = Field(False, description="Create an HMAC signing secret (shown once)")
 
 
 class KeyUpdate(Body):
-    name: str | None = Field(None, max_length=200)
-    expires_at: datetime | None = None
-    allowed_models: list[str] | None = None
-    max_tokens: int | None = Field(None, gt=0)
-    max_body_bytes: int | None = Field(None, gt=0)
-    require_signature: bool | None = None
+    """Fields to change; absent fields stay as they are, null clears a limit."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    expires_at: Moment | None = Field(None, description="Must be in the future; null: never")
+    allowed_models: Models | None = None
+    max_tokens: Count | None = None
+    max_body_bytes: Count | None = None
+    require_signature: Flag | None = None
 
 
 class KeyOut(BaseModel):
+    """An API key as listed: never the key, its hash or its signing secret."""
+
     id: str
     tenant_id: str
     environment: str
@@ -91,6 +159,8 @@ class KeyOut(BaseModel):
 
 
 class KeyCreated(KeyOut):
+    """A key just created, with its plaintext (and signing secret): shown in this answer only."""
+
     key: str = Field(description="The API key. Shown once: store it now.")
     signing_secret: str | None = Field(
         None, description="The HMAC signing secret (base64url), when requested. Shown once."
@@ -98,18 +168,26 @@ class KeyCreated(KeyOut):
 
 
 class SigningSecret(BaseModel):
+    """A new signing secret (base64url of 32 random bytes); the previous one stops working."""
+
     signing_secret: str
 
 
 Scope = Literal["tenant", "key", "user"]
+SUBJECT_HELP = (
+    "tenant: the tenant id (or omit); key: a key id of this tenant; user: an end-user id, or '*'"
+    " for every end user"
+)
 
 
 class LimitCreate(Body):
+    """A rate limit; at least one of rpm, tpm, concurrency."""
+
     scope: Scope
-    subject: str | None = Field(None, min_length=1, max_length=256)
-    rpm: int | None = Field(None, gt=0)
-    tpm: int | None = Field(None, gt=0)
-    concurrency: int | None = Field(None, gt=0)
+    subject: str | None = Field(None, min_length=1, max_length=256, description=SUBJECT_HELP)
+    rpm: Count | None = None
+    tpm: Count | None = None
+    concurrency: Count | None = None
 
     @model_validator(mode="after")
     def _something_limited(self) -> LimitCreate:
@@ -119,12 +197,16 @@ class LimitCreate(Body):
 
 
 class LimitUpdate(Body):
-    rpm: int | None = Field(None, gt=0)
-    tpm: int | None = Field(None, gt=0)
-    concurrency: int | None = Field(None, gt=0)
+    """Fields to change; null lifts that limit (one must remain)."""
+
+    rpm: Count | None = None
+    tpm: Count | None = None
+    concurrency: Count | None = None
 
 
 class LimitOut(BaseModel):
+    """A rate limit."""
+
     id: str
     tenant_id: str
     scope: str
@@ -136,29 +218,29 @@ class LimitOut(BaseModel):
 
 
 class BudgetCreate(Body):
-    scope: Scope
-    subject: str | None = Field(None, min_length=1, max_length=256)
-    period: Literal["day", "month"]
-    limit_usd: float = Field(gt=0)
-    hard: bool = True
-    downgrade_to: str | None = None
-    alert: bool = False
+    """A spend cap in USD per UTC day or month."""
 
-    @model_validator(mode="after")
-    def _downgrade_is_soft(self) -> BudgetCreate:
-        if self.hard and self.downgrade_to:
-            raise ValueError("downgrade_to applies to soft budgets (hard: false) only")
-        return self
+    scope: Scope
+    subject: str | None = Field(None, min_length=1, max_length=256, description=SUBJECT_HELP)
+    period: Literal["day", "month"]
+    limit_usd: Usd
+    hard: Flag = Field(True, description="true: refuse at the cap; false: alert and/or downgrade")
+    downgrade_to: ModelName | None = Field(None, description="A route; soft budgets only")
+    alert: Flag = False
 
 
 class BudgetUpdate(Body):
-    limit_usd: float | None = Field(None, gt=0)
-    hard: bool | None = None
-    downgrade_to: str | None = None
-    alert: bool | None = None
+    """Fields to change; `downgrade_to: null` removes the downgrade."""
+
+    limit_usd: Usd | None = None
+    hard: Flag | None = None
+    downgrade_to: ModelName | None = None
+    alert: Flag | None = None
 
 
 class BudgetOut(BaseModel):
+    """A budget."""
+
     id: str
     tenant_id: str
     scope: str
@@ -172,18 +254,23 @@ class BudgetOut(BaseModel):
 
 
 class IssuerCreate(Body):
-    issuer: str = Field(min_length=1, max_length=256)
-    audience: str = Field(min_length=1, max_length=256)
+    """A site that mints JWTs for its end users, with one fixed algorithm."""
+
+    issuer: str = Field(min_length=1, max_length=256, description="`iss`; unique across tenants")
+    audience: str = Field(min_length=1, max_length=256, description="`aud` the tokens must carry")
     algorithm: Literal["HS256", "RS256", "ES256"]
-    environment: str = Field("production", pattern=NAME, max_length=64)
-    keys: dict[str, str] = Field(
+    environment: EnvName = "production"
+    keys: dict[Kid, KeyMaterial] = Field(
         min_length=1,
-        description="kid -> a PEM public key (RS256/ES256) or a base64url secret of 32+ bytes"
-        " (HS256)",
+        max_length=16,
+        description="kid -> a PEM public key (RS256: RSA >= 2048 bits; ES256: EC P-256) or, for"
+        " HS256, a base64url secret of 32+ bytes",
     )
 
 
 class IssuerOut(BaseModel):
+    """A JWT issuer: its kids and public keys; HS256 secrets are never returned."""
+
     id: str
     tenant_id: str
     issuer: str
@@ -196,6 +283,8 @@ class IssuerOut(BaseModel):
 
 
 class EventOut(BaseModel):
+    """A budget event: a soft cap crossed, a hard cap reached, a request downgraded."""
+
     id: int
     tenant_id: str
     budget_id: str
@@ -207,9 +296,70 @@ class EventOut(BaseModel):
     created_at: UtcDateTime
 
 
+class UsageRecordOut(BaseModel):
+    """One data-plane request from the usage ledger."""
+
+    id: int
+    request_id: str
+    created_at: UtcDateTime
+    tenant_id: str
+    environment: str
+    key_id: str
+    end_user: str | None
+    endpoint: str
+    route: str
+    provider: str | None
+    model: str | None
+    stream: bool
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    latency_ms: float
+    status: int
+    outcome: str
+
+
+class UsageRecords(BaseModel):
+    """Usage records, newest first; pass `next_before` as `before` for the next page."""
+
+    object: Literal["list"] = "list"
+    data: list[UsageRecordOut]
+    has_more: bool
+    next_before: int | None
+
+
+class UsageGroup(BaseModel):
+    """Totals of one group; only the requested group columns are present."""
+
+    tenant: str | None = None
+    environment: str | None = None
+    key: str | None = None
+    user: str | None = None
+    model: str | None = None
+    route: str | None = None
+    provider: str | None = None
+    day: str | None = Field(None, description="YYYY-MM-DD (UTC)")
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    errors: int = Field(description="Requests answered with a status of 400 or more")
+
+
+class UsageGroups(BaseModel):
+    """Usage totals per group, ordered by the group columns."""
+
+    object: Literal["list"] = "list"
+    data: list[UsageGroup]
+
+
 T = TypeVar("T")
 
 
 class Listing(BaseModel, Generic[T]):
+    """A list of objects, OpenAI style."""
+
     object: Literal["list"] = "list"
     data: list[T]

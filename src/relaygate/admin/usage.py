@@ -1,218 +1,182 @@
-"""The usage ledger and budget events, filtered and grouped, as JSON or CSV."""
+"""The usage ledger, filtered, or grouped with totals; as JSON or CSV."""
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
-from sqlalchemy import ColumnElement, Select, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi.responses import Response
 
-from relaygate.admin.deps import Caller, Ctx, not_found, tenant_row, visible
-from relaygate.admin.schemas import EventOut, Listing
+from relaygate.admin.deps import Caller, Ctx, not_found, visible
+from relaygate.admin.schemas import INT64_MAX, UsageGroups, UsageRecords
 from relaygate.errors import bad_request
-from relaygate.store.tables import BudgetEvent, UsageRecord
+from relaygate.store.usage_report import (
+    GROUP_COLUMNS,
+    RECORD_FIELDS,
+    TOTALS,
+    UsageFilter,
+    usage_records,
+    usage_totals,
+)
 
+log = logging.getLogger("relaygate.admin")
 router = APIRouter(tags=["usage"])
 
-GROUPS: dict[str, Any] = {
-    "tenant": UsageRecord.tenant_id,
-    "environment": UsageRecord.environment,
-    "key": UsageRecord.key_id,
-    "user": UsageRecord.end_user,
-    "model": UsageRecord.model,
-    "route": UsageRecord.route,
-    "provider": UsageRecord.provider,
-}
-RECORD_FIELDS = [
-    "id",
-    "request_id",
-    "created_at",
-    "tenant_id",
-    "environment",
-    "key_id",
-    "end_user",
-    "endpoint",
-    "route",
-    "provider",
-    "model",
-    "stream",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cost_usd",
-    "latency_ms",
-    "status",
-    "outcome",
+# A cell starting with one of these is a formula to a spreadsheet (CSV injection); end-user ids
+# come from API callers, so such cells get a leading apostrophe.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NO_NUL = r"^[^\x00]*$"
+Moment = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        pattern=_NO_NUL,
+        description="ISO 8601 date (a whole UTC day) or date-time (UTC unless it has an offset)",
+    ),
 ]
 
 
+def _filter(description: str | None = None) -> Any:
+    """An equality filter on one column."""
+    return Query(max_length=256, pattern=_NO_NUL, description=description)
+
+
 def _moment(value: str | None, param: str, end: bool) -> datetime | None:
+    """A UTC time; a date means its start (`since`) or its last microsecond (`until`)."""
     if not value:
         return None
     try:
         if len(value) == 10:
-            day = date.fromisoformat(value)
-            moment = datetime.combine(day, time.max if end else time.min)
+            moment = datetime.combine(date.fromisoformat(value), time.max if end else time.min)
         else:
             moment = datetime.fromisoformat(value)
     except ValueError:
         raise bad_request(f"{param} must be an ISO 8601 date or date-time", param=param) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _day(session: AsyncSession) -> ColumnElement[Any]:
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", UsageRecord.created_at), "YYYY-MM-DD")
-    return func.strftime("%Y-%m-%d", UsageRecord.created_at)
+def _groups(group_by: str | None) -> list[str]:
+    groups = list(dict.fromkeys(g.strip() for g in (group_by or "").split(",") if g.strip()))
+    unknown = [g for g in groups if g not in GROUP_COLUMNS]
+    if unknown:
+        raise bad_request(
+            f"cannot group by {', '.join(unknown)}; use: {', '.join(GROUP_COLUMNS)}",
+            param="group_by",
+        )
+    return groups
 
 
-def _filtered(query: Select[Any], filters: dict[str, Any]) -> Select[Any]:
-    columns = {
-        "tenant": UsageRecord.tenant_id,
-        "key": UsageRecord.key_id,
-        "user": UsageRecord.end_user,
-        "model": UsageRecord.model,
-        "route": UsageRecord.route,
-    }
-    for name, column in columns.items():
-        if filters.get(name):
-            query = query.where(column == filters[name])
-    if filters.get("since"):
-        query = query.where(UsageRecord.created_at >= filters["since"])
-    if filters.get("until"):
-        query = query.where(UsageRecord.created_at <= filters["until"])
-    return query
-
-
-def _render(rows: list[dict[str, Any]], fields: list[str], as_csv: bool) -> Response:
-    if not as_csv:
-        return JSONResponse({"object": "list", "data": rows}, media_type="application/json")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8")
-
-
-def _plain(value: Any) -> Any:
+def _cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
     return value
+
+
+def _csv(rows: list[dict[str, Any]], fields: list[str]) -> Response:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(fields)
+    writer.writerows([_cell(row.get(f)) for f in fields] for row in rows)
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="usage.csv"'},
+    )
+
+
+def _json(body: UsageRecords | UsageGroups) -> Response:
+    return Response(body.model_dump_json(exclude_unset=True), media_type="application/json")
+
+
+async def _flush(flush: Any) -> None:
+    try:
+        await flush()
+    except Exception as exc:
+        # The answer then misses only the requests still queued; the ledger keeps them.
+        log.warning("usage flush before a usage query failed: %s", type(exc).__name__)
 
 
 @router.get(
     "/usage",
-    summary="Usage records, filtered, or grouped with totals; JSON or CSV",
-    responses={200: {"content": {"text/csv": {}}}},
+    summary="Usage records (newest first), or totals per group; JSON or CSV",
+    response_model=UsageRecords | UsageGroups,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
 async def usage(
     request: Request,
     ctx: Ctx,
     caller: Caller,
-    tenant: str | None = None,
-    key: str | None = None,
-    user: str | None = None,
-    model: str | None = None,
-    route: str | None = None,
-    since: Annotated[str | None, Query(description="ISO 8601 date or date-time")] = None,
-    until: Annotated[str | None, Query(description="ISO 8601 date or date-time")] = None,
+    tenant: Annotated[str | None, _filter("a tenant id (a tenant admin: only its own)")] = None,
+    environment: Annotated[str | None, _filter()] = None,
+    key: Annotated[str | None, _filter("a key id")] = None,
+    user: Annotated[str | None, _filter("an end-user id")] = None,
+    model: Annotated[str | None, _filter("the model a provider answered with")] = None,
+    route: Annotated[str | None, _filter("the route (model name) clients asked for")] = None,
+    provider: Annotated[str | None, _filter()] = None,
+    since: Moment = None,
+    until: Moment = None,
     group_by: Annotated[
         str | None,
         Query(
-            description="comma list of: tenant, environment, key, user, model, route, provider, day"
+            max_length=200,
+            description="comma list of: tenant, environment, key, user, model, route, provider,"
+            " day (UTC)",
         ),
     ] = None,
-    format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
+    format: Annotated[
+        Literal["json", "csv"] | None,
+        Query(description="json (default) or csv; `Accept: text/csv` also selects CSV"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-    before: Annotated[int | None, Query(ge=1, description="records with an id below this")] = None,
+    before: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=INT64_MAX,
+            description="records only: ids below this (the previous page's next_before)",
+        ),
+    ] = None,
 ) -> Response:
     if caller.tenant_id is not None:
         if tenant is not None and not visible(caller, tenant):
             raise not_found("tenant")
         tenant = caller.tenant_id
-    filters = {
-        "tenant": tenant,
-        "key": key,
-        "user": user,
-        "model": model,
-        "route": route,
-        "since": _moment(since, "since", end=False),
-        "until": _moment(until, "until", end=True),
-    }
-    groups = [g.strip() for g in (group_by or "").split(",") if g.strip()]
-    unknown = sorted(set(groups) - {*GROUPS, "day"})
-    if unknown:
-        raise bad_request(f"cannot group by: {', '.join(unknown)}", param="group_by")
+    where = UsageFilter(
+        tenant=tenant,
+        environment=environment,
+        key=key,
+        user=user,
+        model=model,
+        route=route,
+        provider=provider,
+        since=_moment(since, "since", end=False),
+        until=_moment(until, "until", end=True),
+    )
+    groups = _groups(group_by)
     as_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
-    await ctx.flush_usage()
+    await _flush(ctx.flush_usage)
     async with ctx.sessions() as session:
-        if not groups:
-            query = _filtered(select(UsageRecord), filters).order_by(UsageRecord.id.desc())
-            if before is not None:
-                query = query.where(UsageRecord.id < before)
-            records = (await session.execute(query.limit(limit))).scalars().all()
-            rows = [{f: _plain(getattr(r, f)) for f in RECORD_FIELDS} for r in records]
-            return _render(rows, RECORD_FIELDS, as_csv)
-        columns = [(_day(session) if g == "day" else GROUPS[g]).label(g) for g in groups]
-        totals = [
-            func.count().label("requests"),
-            func.coalesce(func.sum(UsageRecord.prompt_tokens), 0).label("prompt_tokens"),
-            func.coalesce(func.sum(UsageRecord.completion_tokens), 0).label("completion_tokens"),
-            func.coalesce(func.sum(UsageRecord.cached_tokens), 0).label("cached_tokens"),
-            func.coalesce(func.sum(UsageRecord.cost_usd), 0.0).label("cost_usd"),
-            func.count().filter(UsageRecord.status >= 400).label("errors"),
-        ]
-        query = _filtered(select(*columns, *totals), filters).group_by(*columns).order_by(*columns)
-        result = (await session.execute(query.limit(limit))).mappings().all()
-    fields = [
-        *groups,
-        "requests",
-        "prompt_tokens",
-        "completion_tokens",
-        "cached_tokens",
-        "cost_usd",
-        "errors",
-    ]
-    rows = [{f: _plain(row[f]) for f in fields} for row in result]
-    for row in rows:
-        row["cost_usd"] = float(row["cost_usd"])
-    return _render(rows, fields, as_csv)
-
-
-@router.get("/tenants/{tenant_id}/events", summary="Budget alerts, newest first")
-async def events(
-    tenant_id: str,
-    ctx: Ctx,
-    caller: Caller,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> Listing[EventOut]:
-    async with ctx.sessions() as session:
-        await tenant_row(session, caller, tenant_id)
-        rows = (
-            await session.execute(
-                select(BudgetEvent)
-                .where(BudgetEvent.tenant_id == tenant_id)
-                .order_by(BudgetEvent.id.desc())
-                .limit(limit)
-            )
-        ).scalars()
-        data = [
-            EventOut(
-                id=r.id,
-                tenant_id=r.tenant_id,
-                budget_id=r.budget_id,
-                subject_id=r.subject_id,
-                period_key=r.period_key,
-                kind=r.kind,
-                spent_usd=r.spent_usd,
-                limit_usd=r.limit_usd,
-                created_at=r.created_at,
-            )
-            for r in rows
-        ]
-    return Listing[EventOut](data=data)
+        if groups:
+            totals = await usage_totals(session, where, groups, limit)
+        else:
+            records = await usage_records(session, where, limit + 1, before)
+    if groups:
+        if as_csv:
+            return _csv(totals, [*groups, *TOTALS])
+        return _json(UsageGroups.model_validate({"object": "list", "data": totals}))
+    page, has_more = records[:limit], len(records) > limit
+    rows = [{f: getattr(r, f) for f in RECORD_FIELDS} for r in page]
+    if as_csv:
+        return _csv(rows, list(RECORD_FIELDS))
+    next_before = page[-1].id if has_more and page else None
+    return _json(
+        UsageRecords.model_validate(
+            {"object": "list", "data": rows, "has_more": has_more, "next_before": next_before}
+        )
+    )
