@@ -21,8 +21,8 @@ import httpx
 import jwt
 import openai
 import pytest
-from relaygate.auth.hmac_signing import sign_request
 
+from relaygate.auth.hmac_signing import sign_request
 from tests.support.gateway import ADMIN_KEY, RunningGateway, start_gateway
 
 REPLY_TOKENS = 24
