@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import heapq
 import logging
@@ -11,17 +10,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 import redis.asyncio as redis
-from redis import exceptions as redis_errors
+
+from relaygate.server.outage import SharedBackend
 
 log = logging.getLogger("relaygate.auth")
-
-UNREACHABLE = (
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.ReadOnlyError,
-    TimeoutError,
-    OSError,
-)
 
 
 class ReplayGuard(Protocol):
@@ -88,8 +80,9 @@ class RedisReplayGuard:
 class FallbackReplayGuard:
     """Redis, or each replica's memory while Redis is unreachable (one warning per outage).
 
-    After a failure the primary is skipped for `cooldown_s`. Every nonce is also remembered
-    locally, so a nonce this replica accepted during an outage stays refused after it.
+    After a failure the primary is skipped for `cooldown_s` (see `SharedBackend`). Every nonce is
+    also remembered locally, so a nonce this replica accepted during an outage stays refused
+    after it.
     """
 
     def __init__(
@@ -103,38 +96,29 @@ class FallbackReplayGuard:
     ) -> None:
         self._primary = primary
         self._local = local
-        self._timeout_s = timeout_s
-        self._cooldown_s = cooldown_s
-        self._clock = clock
-        self._down_until = 0.0
-        self._down = False
-        self.attempts = 0
+        self._shared = SharedBackend(
+            "replay guard: Redis",
+            "each replica remembers nonces on its own",
+            log,
+            timeout_s=timeout_s,
+            cooldown_s=cooldown_s,
+            clock=clock,
+        )
 
     @property
     def healthy(self) -> bool:
         """False from a failure of the primary until its next success."""
-        return not self._down
+        return self._shared.healthy
+
+    @property
+    def attempts(self) -> int:
+        """Calls made to the primary (for tests and diagnostics)."""
+        return self._shared.attempts
 
     async def first_use(self, namespace: str, nonce: str, ttl_s: float) -> bool:
         """From Redis when reachable, else from this replica's memory."""
-        if not (self._down and self._clock() < self._down_until):
-            self.attempts += 1
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    fresh = await self._primary.first_use(namespace, nonce, ttl_s)
-            except UNREACHABLE as exc:
-                if not self._down:
-                    log.warning(
-                        "replay guard: Redis unreachable (%s); each replica remembers nonces"
-                        " on its own",
-                        type(exc).__name__,
-                    )
-                self._down = True
-                self._down_until = self._clock() + self._cooldown_s
-            else:
-                if self._down:
-                    log.warning("replay guard: Redis is reachable again")
-                    self._down = False
-                fresh_here = await self._local.first_use(namespace, nonce, ttl_s)
-                return fresh and fresh_here
-        return await self._local.first_use(namespace, nonce, ttl_s)
+        ok, fresh = await self._shared.call(
+            lambda: self._primary.first_use(namespace, nonce, ttl_s)
+        )
+        fresh_here = await self._local.first_use(namespace, nonce, ttl_s)
+        return bool(fresh) and fresh_here if ok else fresh_here
