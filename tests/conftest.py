@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import openai
 import pytest
+import redis.asyncio as redis
 
 from tests.fakes.openai import API_KEY, FakeOpenAI
 from tests.support.gateway import RunningGateway, start_gateway, suite_config
 from tests.support.servers import serve_in_thread
+from tests.support.services import delete_prefix, unique_prefix
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +74,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
     with postgres_database() as url:
         yield url
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[redis.Redis]:
+    """A client for the test Redis."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def prefix(redis_client: redis.Redis) -> AsyncIterator[str]:
+    """A key prefix of this test alone; its keys are removed afterwards."""
+    value = unique_prefix()
+    yield value
+    await delete_prefix(redis_client, value)

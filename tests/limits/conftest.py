@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as redis
 
 from relaygate.limits import Limiter, MemoryLimiter, RedisLimiter
-from tests.support.services import unique_prefix
+from tests.support.services import delete_prefix, unique_prefix
 
 LEASE_TTL_S = 300.0
 
@@ -46,29 +46,6 @@ async def shift_redis_time(client: redis.Redis, prefix: str, seconds: float) -> 
         elif kind == b"zset":
             for member in await client.zrange(key, 0, -1):
                 await client.zincrby(key, -seconds, member)
-
-
-async def delete_prefix(client: redis.Redis, prefix: str) -> None:
-    """Remove every key a test wrote (tests never flush a shared server)."""
-    keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-    if keys:
-        await client.delete(*keys)
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[redis.Redis]:
-    """A client for the test Redis."""
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(redis_client: redis.Redis) -> AsyncIterator[str]:
-    """A key prefix of this test alone; its keys are removed afterwards."""
-    value = unique_prefix()
-    yield value
-    await delete_prefix(redis_client, value)
 
 
 @pytest.fixture(params=["memory", "redis"])

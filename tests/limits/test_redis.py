@@ -9,8 +9,7 @@ import time
 import redis.asyncio as redis
 
 from relaygate.limits import Limit, RedisLimiter, Subject
-from tests.limits.conftest import delete_prefix
-from tests.support.services import unique_prefix
+from tests.support.services import delete_prefix, unique_prefix
 
 
 async def test_three_replicas_admit_a_60_rpm_limit_60_times_in_total(

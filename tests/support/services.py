@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,6 +88,13 @@ def _redis_ping(url: str) -> bool:
             client.close()
     except Exception:
         return False
+
+
+async def delete_prefix(client: Any, prefix: str) -> None:
+    """Remove every key a test wrote (tests never flush a shared server)."""
+    keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)
 
 
 def unique_prefix() -> str:
