@@ -370,6 +370,19 @@ def test_hmac_signed_requests(gw: RunningGateway, admin: Admin) -> None:
     assert tampered.json()["error"]["message"] == "invalid or missing credentials"
     with pytest.raises(openai.AuthenticationError):  # this key only accepts signed requests
         _chat(_client(gw, key["key"]))
+    _assert_never_stored_or_logged(gw, key["signing_secret"], key["key"])
+
+
+def _assert_never_stored_or_logged(gw: RunningGateway, *secrets_: str) -> None:
+    """Secrets are in no log line and, in clear, nowhere in the database file."""
+    database = b"".join(
+        path.read_bytes()
+        for path in gw.data_dir.glob("relaygate.db*")  # with the WAL file
+    )
+    master_key = (gw.data_dir / "master.key").read_text().strip()
+    for secret in (*secrets_, master_key):
+        assert secret not in gw.logs()
+        assert secret.encode() not in database
 
 
 def test_site_jwt_identifies_the_end_user(gw: RunningGateway, admin: Admin) -> None:
@@ -405,6 +418,8 @@ def test_site_jwt_identifies_the_end_user(gw: RunningGateway, admin: Admin) -> N
     rows = _records(gw, f"jwt:{_issuer_id(admin, tenant)}")
     assert rows and rows[0]["end_user"] == "wp-user-7"
     assert rows[0]["tenant_id"] == tenant
+    encoded = base64.urlsafe_b64encode(secret).rstrip(b"=").decode()
+    _assert_never_stored_or_logged(gw, token, encoded)
 
 
 def _issuer_id(admin: Admin, tenant: str) -> str:
