@@ -14,7 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaygate.admin.context import AdminContext, AdminPrincipal
-from relaygate.admin.guard import PRINCIPAL_STATE, unauthorized
+from relaygate.admin.guard import PRINCIPAL_STATE
+from relaygate.auth.credentials import unauthorized
 from relaygate.errors import GatewayError
 from relaygate.store.tables import BudgetPolicy, JwtIssuerRecord, LimitPolicy, PolicyVersion, Tenant
 

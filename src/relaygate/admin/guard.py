@@ -8,26 +8,9 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from relaygate.admin.context import AdminContext
-from relaygate.auth.failure import PUBLIC_MESSAGE
-from relaygate.errors import GatewayError
+from relaygate.auth.credentials import presented_key, unauthorized
 
 PRINCIPAL_STATE = "admin_principal"
-
-
-def presented_key(headers: Headers) -> str | None:
-    """The bearer token or `api-key` the caller presented, if any."""
-    auth = headers.get("authorization")
-    if auth:
-        scheme, _, token = auth.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return headers.get("api-key") or None
-
-
-def unauthorized() -> GatewayError:
-    """The one 401 for a missing, unknown, revoked, expired or data-plane key."""
-    return GatewayError(
-        401, PUBLIC_MESSAGE, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
-    )
 
 
 def _route_path(scope: Scope) -> str:

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 from starlette.requests import Request
 
-from relaygate.auth.failure import PUBLIC_MESSAGE, AuthFailed
+from relaygate.auth.credentials import presented_key, unauthorized
+from relaygate.auth.failure import AuthFailed
 from relaygate.auth.hmac_signing import is_signed, verify_signed_request
 from relaygate.auth.jwt_tokens import looks_like_jwt, verify_jwt
 from relaygate.errors import GatewayError
@@ -20,22 +21,6 @@ from relaygate.policy.principal import Principal
 from relaygate.state import Gateway
 
 log = logging.getLogger("relaygate.auth")
-
-
-def presented_key(request: Request) -> str | None:
-    """The bearer token or `api-key` the caller presented, if any."""
-    auth = request.headers.get("authorization")
-    if auth:
-        scheme, _, token = auth.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return request.headers.get("api-key") or None
-
-
-def unauthorized() -> GatewayError:
-    """The one 401 every authentication failure answers."""
-    return GatewayError(
-        401, PUBLIC_MESSAGE, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
-    )
 
 
 def _signed_path(request: Request) -> str:
@@ -63,7 +48,7 @@ async def _principal(request: Request, gw: Gateway, body: bytes) -> Principal:
             raise AuthFailed("signed by a key that is no longer active")
         principal = Principal.of_key(key, "hmac")
     else:
-        presented = presented_key(request)
+        presented = presented_key(request.headers)
         if presented is None:
             raise AuthFailed("no credentials")
         if looks_like_jwt(presented):
