@@ -42,7 +42,7 @@ async def _run(replicas: list[SpendLedger]) -> tuple[float, float]:
             spent, _reserved = await ledger.status(charges[0])
             if spent > LIMIT - HOLD:
                 return 0.0
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.01)  # wait for requests in flight to settle
         return 0.0
 
     settled = await asyncio.gather(*(request(i) for i in range(REQUESTS)))
@@ -58,7 +58,9 @@ async def test_one_process_keeps_to_the_cap() -> None:
 
 
 async def test_three_replicas_sharing_redis_keep_to_the_cap(redis_url: str, prefix: str) -> None:
-    clients = [redis.Redis.from_url(redis_url) for _ in range(3)]
+    # A generous read timeout: 300 tasks share one Redis on a busy 2-core CI machine, and this
+    # test is about the cap, not about Redis latency.
+    clients = [redis.Redis.from_url(redis_url, socket_timeout=60) for _ in range(3)]
     try:
         spent, _ = await _run([RedisLedger(c, prefix, Seed()) for c in clients])
     finally:
