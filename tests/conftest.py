@@ -41,9 +41,12 @@ def client(gateway: RunningGateway) -> openai.OpenAI:
 
 
 @pytest.fixture
-def aclient(gateway: RunningGateway) -> openai.AsyncOpenAI:
-    """The official async OpenAI SDK pointed at the gateway."""
-    return openai.AsyncOpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
+async def aclient(gateway: RunningGateway) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The official async OpenAI SDK pointed at the gateway (closed after the test, so its
+    connections do not linger in the session's event loop)."""
+    client = openai.AsyncOpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0)
+    yield client
+    await client.close()
 
 
 @pytest.fixture(scope="session")

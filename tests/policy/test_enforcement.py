@@ -219,30 +219,30 @@ async def test_concurrency_limit(gw: RunningGateway, admin: Admin) -> None:
         f"/tenants/{tenant}/limits",
         {"scope": "key", "subject": key["id"], "concurrency": 1},
     )
-    client = openai.AsyncOpenAI(base_url=gw.v1, api_key=key["key"], max_retries=0)
-    slow = await client.chat.completions.create(
-        model="fast",
-        stream=True,
-        messages=[{"role": "user", "content": "hi"}],
-        metadata={"simulator_tokens_per_s": "20"},
-    )
-    with pytest.raises(openai.RateLimitError) as excinfo:
-        await client.chat.completions.create(
-            model="fast", messages=[{"role": "user", "content": "hi"}]
+    async with openai.AsyncOpenAI(base_url=gw.v1, api_key=key["key"], max_retries=0) as client:
+        slow = await client.chat.completions.create(
+            model="fast",
+            stream=True,
+            messages=[{"role": "user", "content": "hi"}],
+            metadata={"simulator_tokens_per_s": "20"},
         )
-    assert "concurrent" in excinfo.value.message
-    async for _ in slow:
-        pass
-    for _ in range(20):  # the slot comes back once the stream has ended
-        try:
+        with pytest.raises(openai.RateLimitError) as excinfo:
             await client.chat.completions.create(
                 model="fast", messages=[{"role": "user", "content": "hi"}]
             )
-            break
-        except openai.RateLimitError:
-            await asyncio.sleep(0.05)
-    else:
-        pytest.fail("the concurrency slot was never released")
+        assert "concurrent" in excinfo.value.message
+        async for _ in slow:
+            pass
+        for _ in range(20):  # the slot comes back once the stream has ended
+            try:
+                await client.chat.completions.create(
+                    model="fast", messages=[{"role": "user", "content": "hi"}]
+                )
+                break
+            except openai.RateLimitError:
+                await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the concurrency slot was never released")
 
 
 # --- budgets -------------------------------------------------------------------------------------
