@@ -21,14 +21,18 @@ from relaygate.admin.app import create_admin_app
 from relaygate.admin.context import AdminContext, AdminPrincipal
 from relaygate.api import chat, embeddings, errors, health, models
 from relaygate.api.middleware import RequestIdMiddleware
+from relaygate.audit.log import AuditLog
+from relaygate.audit.signer import CheckpointSigner
 from relaygate.auth.replay import FallbackReplayGuard, MemoryReplayGuard, RedisReplayGuard
 from relaygate.budgets import build_ledger
 from relaygate.config.loader import load_config
 from relaygate.config.schema import GatewayConfig
-from relaygate.config.secrets import provider_secrets
+from relaygate.config.secrets import provider_secrets, vault_references
 from relaygate.errors import GatewayError
 from relaygate.limits import build_limiter
 from relaygate.policy.alerts import AlertSink
+from relaygate.providers.base import Provider
+from relaygate.providers.credentials import VaultCredentials
 from relaygate.providers.registry import build_provider
 from relaygate.routing.catalog import Catalog
 from relaygate.server.background import Background
@@ -39,7 +43,12 @@ from relaygate.store.spend import spend_seed
 from relaygate.tokens.counter import TokenCounter
 from relaygate.usage.journal import journal_directory, replay_journal
 from relaygate.usage.recorder import UsageRecorder
+from relaygate.vault.broker import CredentialBroker
+from relaygate.vault.kms.base import KeyEncryptionKey
+from relaygate.vault.kms.local import LocalKEK
+from relaygate.vault.maintenance import run_maintenance
 from relaygate.vault.master_key import load_master_key
+from relaygate.vault.records import load_vault
 from relaygate.vault.sealer import Sealer
 
 log = logging.getLogger("relaygate")
@@ -60,6 +69,30 @@ def _redis_client(config: GatewayConfig) -> redis.Redis | None:
     )
 
 
+async def open_kek(config: GatewayConfig, environ: Mapping[str, str]) -> KeyEncryptionKey:
+    """The key-encryption key the vault's data keys are wrapped with."""
+    return LocalKEK.open(environ, config.server.data_dir)
+
+
+def _attach_vault(
+    config: GatewayConfig,
+    providers: Mapping[str, Provider],
+    secrets: Mapping[str, Mapping[str, str]],
+    broker: CredentialBroker,
+) -> None:
+    """Give every provider with `vault:` references a per-request credential source."""
+    for pc in config.providers:
+        refs = vault_references(pc)
+        if not refs:
+            continue
+        provider = providers[pc.name]
+        client = getattr(provider, "client", None)
+        auth = getattr(provider, "auth_headers", None)
+        if client is None or auth is None:
+            raise ValueError(f"provider {pc.name!r} of type {pc.type!r} takes no credentials")
+        client.vault = VaultCredentials(pc.name, secrets[pc.name], refs, broker, auth)
+
+
 async def build_gateway(config: GatewayConfig, environ: Mapping[str, str]) -> Gateway:
     """Connect, migrate, load policy and build providers: everything before the first request."""
     server = config.server
@@ -74,6 +107,16 @@ async def build_gateway(config: GatewayConfig, environ: Mapping[str, str]) -> Ga
     sealer = Sealer(load_master_key(environ, server.data_dir, create=True))
     counter = await asyncio.to_thread(TokenCounter, server.data_dir / "tiktoken")
     providers = {p.name: build_provider(p, secrets[p.name], counter) for p in config.providers}
+    audit = AuditLog(
+        sessions,
+        CheckpointSigner.open(environ, server.data_dir),
+        config.audit.export_path or server.data_dir / "audit-checkpoints.jsonl",
+    )
+    kek = await open_kek(config, environ)
+    broker = CredentialBroker(
+        kek, await load_vault(sessions), audit, data_key_cache_s=config.vault.data_key_cache_s
+    )
+    _attach_vault(config, providers, secrets, broker)
     client = _redis_client(config)
     prefix = server.redis_prefix
     ledger = build_ledger(client, prefix, spend_seed(sessions), config.budgets.on_backend_error)
@@ -98,6 +141,8 @@ async def build_gateway(config: GatewayConfig, environ: Mapping[str, str]) -> Ga
         replay=replay,
         background=background,
         alerts=AlertSink(sessions, ledger, background),
+        audit=audit,
+        vault=broker,
         redis=client,
     )
 
@@ -105,6 +150,7 @@ async def build_gateway(config: GatewayConfig, environ: Mapping[str, str]) -> Ga
 async def reload_policy(gw: Gateway) -> None:
     """Load the policy snapshot now (after an admin write on this replica)."""
     gw.policy = await load_snapshot(gw.sessions, gw.sealer)
+    gw.vault.snapshot = await load_vault(gw.sessions)
 
 
 async def _refresh_policy(gw: Gateway) -> None:
@@ -152,13 +198,25 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
         app.state.gateway = gw
         contexts.append(_admin_context(gw))
         gw.usage.start()
-        refresher = asyncio.create_task(_refresh_policy(gw), name="policy-refresh")
+        tasks = [
+            asyncio.create_task(_refresh_policy(gw), name="policy-refresh"),
+            asyncio.create_task(
+                gw.audit.run(config.audit.flush_interval_s, config.audit.checkpoint_interval_s),
+                name="audit-flush",
+            ),
+            asyncio.create_task(
+                run_maintenance(gw, lambda: reload_policy(gw)), name="vault-maintenance"
+            ),
+        ]
         try:
             yield
         finally:
-            refresher.cancel()
-            await asyncio.gather(refresher, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await gw.background.aclose()
+            await gw.audit.aclose()
+            await gw.vault.kek.aclose()
             await gw.usage.aclose()
             for provider in gw.providers.values():
                 await provider.aclose()

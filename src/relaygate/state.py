@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
+from relaygate.audit.log import AuditLog
 from relaygate.auth.replay import ReplayGuard
 from relaygate.budgets import SpendLedger
 from relaygate.config.schema import GatewayConfig
@@ -19,6 +20,7 @@ from relaygate.routing.catalog import Catalog
 from relaygate.server.background import Background
 from relaygate.tokens.counter import TokenCounter
 from relaygate.usage.recorder import UsageRecorder
+from relaygate.vault.broker import CredentialBroker
 from relaygate.vault.sealer import Sealer
 
 
@@ -40,6 +42,8 @@ class Gateway:
     replay: ReplayGuard
     background: Background
     alerts: AlertSink
+    audit: AuditLog
+    vault: CredentialBroker
     redis: Any = None
 
 

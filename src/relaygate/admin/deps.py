@@ -9,7 +9,6 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +16,8 @@ from relaygate.admin.context import AdminContext, AdminPrincipal
 from relaygate.admin.guard import PRINCIPAL_STATE
 from relaygate.auth.credentials import unauthorized
 from relaygate.errors import GatewayError
-from relaygate.store.tables import BudgetPolicy, JwtIssuerRecord, LimitPolicy, PolicyVersion, Tenant
+from relaygate.store.snapshot import bump_policy_version
+from relaygate.store.tables import BudgetPolicy, JwtIssuerRecord, LimitPolicy, Tenant
 
 # Every id this API hands out (tenant ids, environment names, generated ids) has this shape;
 # anything else is answered 404 without a query.
@@ -122,11 +122,7 @@ async def writing(
     try:
         async with ctx.sessions.begin() as session:
             yield session
-            await session.execute(
-                update(PolicyVersion)
-                .where(PolicyVersion.id == 1)
-                .values(version=PolicyVersion.version + 1)
-            )
+            await bump_policy_version(session)
     except IntegrityError:
         raise conflict(duplicate) from None
     await ctx.reload_policy()

@@ -19,6 +19,7 @@ from relaygate.auth.jwt_tokens import looks_like_jwt, verify_jwt
 from relaygate.errors import GatewayError
 from relaygate.policy.principal import Principal
 from relaygate.state import Gateway
+from relaygate.vault.scope import RequestScope, set_scope
 
 log = logging.getLogger("relaygate.auth")
 
@@ -82,4 +83,14 @@ async def authenticate(request: Request, gw: Gateway, body: bytes = b"") -> Prin
         raise unauthorized() from None
     if principal.kind != "tenant":
         raise GatewayError(403, "this key may not use this endpoint", code="forbidden")
+    # Provider credentials held in the vault are resolved in this scope (least privilege).
+    state = request.scope.get("state") or {}
+    set_scope(
+        RequestScope(
+            principal.tenant_id,
+            principal.environment,
+            principal.key_id,
+            str(state.get("request_id", "")),
+        )
+    )
     return principal

@@ -183,12 +183,64 @@ class BudgetsConfig(Strict):
     )
 
 
+class VaultConfig(Strict):
+    """The provider vault: where the key-encryption key lives and how secrets rotate."""
+
+    kms: Literal["local"] = Field(
+        "local",
+        description="Key-encryption key: 'local' (a keyring file in the data directory or"
+        " RELAYGATE_KEK)",
+    )
+    data_key_cache_s: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="Keep unwrapped data keys this long to spare KMS round trips (0: off)",
+    )
+    rotation_days: int = Field(30, ge=1, le=3650, description="Default rotation period")
+    grace_s: int = Field(
+        86400, ge=0, description="Default time a replaced version stays valid before retirement"
+    )
+    maintenance_interval_s: float = Field(
+        60.0, gt=0, description="How often retirements and rotation alerts are checked"
+    )
+
+
+class AuditConfig(Strict):
+    """The tamper-evident audit log."""
+
+    flush_interval_s: float = Field(
+        5.0, gt=0, le=300, description="How often counted events (credential uses) are written"
+    )
+    checkpoint_interval_s: float = Field(
+        300.0, gt=0, description="How often the log's head is signed and exported"
+    )
+    export_path: Path | None = Field(
+        None,
+        description="JSON-lines file receiving signed checkpoints (default:"
+        " <data_dir>/audit-checkpoints.jsonl); put it where the database's administrators"
+        " cannot rewrite it",
+    )
+
+
+class PrivacyConfig(Strict):
+    """What inference metadata keeps about people."""
+
+    hash_pii: bool = Field(
+        False,
+        description="Store end-user ids as keyed hashes (HMAC-SHA256 with a per-deployment salt)",
+    )
+
+
 class GatewayConfig(Strict):
     """The whole configuration file."""
 
     server: ServerConfig = ServerConfig()
     limits: LimitsConfig = LimitsConfig()
     budgets: BudgetsConfig = BudgetsConfig()
+    vault: VaultConfig = VaultConfig()
+    audit: AuditConfig = AuditConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     providers: list[ProviderConfig] = Field(min_length=1)
     routes: list[RouteConfig] = Field(default_factory=list)
 

@@ -1,4 +1,5 @@
-"""Resolve secret references (`env:NAME`) into values, at startup, naming the key path on error."""
+"""Resolve secret references at startup: `env:NAME` into values (naming the key path on error);
+`vault:NAME` references are listed for the credential broker, which resolves them per request."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ def _resolve(ref: str, environ: Mapping[str, str], where: str, problems: list[st
         if not value:
             problems.append(f"{where}: environment variable {name} is not set")
         return value or None
-    problems.append(f"{where}: '{scheme}:' references need the provider vault, not available yet")
+    if scheme == "vault":
+        return None  # resolved per request, in the request's tenant scope
+    problems.append(f"{where}: unknown secret reference scheme '{scheme}:'")
     return None
 
 
@@ -46,3 +49,14 @@ def _for_provider(
             if value:
                 out[f"header:{header}"] = value
     return out
+
+
+def vault_references(provider: ProviderConfig) -> dict[str, str]:
+    """'api_key' and 'header:NAME' entries whose value is a `vault:` reference, with its name."""
+    refs: dict[str, str] = {}
+    if provider.api_key and provider.api_key.startswith("vault:"):
+        refs["api_key"] = provider.api_key.removeprefix("vault:")
+    for header, raw in provider.headers.items():
+        if raw.startswith("vault:") and SECRET_REF.match(raw):
+            refs[f"header:{header}"] = raw.removeprefix("vault:")
+    return refs

@@ -731,13 +731,20 @@ class GeminiProvider:
 
     def __init__(self, config: ProviderConfig, secrets: Mapping[str, str]) -> None:
         self.config = config
-        headers = configured_headers(config, secrets)
+        self.client = UpstreamClient(
+            config,
+            config.base_url or DEFAULT_BASE_URL,
+            self.auth_headers(secrets),
+            secrets.values(),
+        )
+
+    def auth_headers(self, secrets: Mapping[str, str]) -> dict[str, str]:
+        """The configured headers and the key in `x-goog-api-key` (never in the URL)."""
+        headers = configured_headers(self.config, secrets)
         api_key = secrets.get("api_key")
         if api_key:
             headers["x-goog-api-key"] = api_key
-        self.client = UpstreamClient(
-            config, config.base_url or DEFAULT_BASE_URL, headers, secrets.values()
-        )
+        return headers
 
     def _path(self, model: ModelConfig, method: str) -> str:
         return "/" + quote(_model_name(model), safe="/") + ":" + method

@@ -17,7 +17,9 @@ import orjson
 
 from relaygate.config.schema import ProviderConfig
 from relaygate.errors import UpstreamError
+from relaygate.providers.credentials import VaultCredentials
 from relaygate.providers.sse import SSEDecoder, SSEEvent
+from relaygate.vault.scope import revealed_values
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -77,6 +79,8 @@ class UpstreamClient:
         # Only the resolved credentials are redacted (not every header value, e.g. a version).
         self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
         self._session: aiohttp.ClientSession | None = None
+        # Set when some credentials are `vault:` references (resolved per request).
+        self.vault: VaultCredentials | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -97,8 +101,8 @@ class UpstreamClient:
         return self._session
 
     def redact(self, text: str) -> str:
-        """Remove any credential this client holds from `text`."""
-        for secret in self._secrets:
+        """Remove any credential this client holds, or this request decrypted, from `text`."""
+        for secret in (*self._secrets, *revealed_values()):
             text = text.replace(secret, "[redacted]")
         return text
 
@@ -114,6 +118,9 @@ class UpstreamClient:
         name = self.config.name
         url = self.base_url + path
         session = self._get_session()
+        headers = {"Content-Type": "application/json"}
+        if self.vault is not None:
+            headers.update(await self.vault.headers())
         first_byte = asyncio.get_running_loop().time() + self.config.timeouts.first_byte
         try:
             async with asyncio.timeout_at(min(deadline, first_byte)):
@@ -121,7 +128,7 @@ class UpstreamClient:
                     url,
                     data=orjson.dumps(body),
                     params=params,
-                    headers={"Content-Type": "application/json"},
+                    headers=headers,
                     allow_redirects=False,
                 )
         except TimeoutError:

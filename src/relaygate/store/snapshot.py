@@ -7,7 +7,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaygate.auth.jwt_tokens import JwtIssuer, load_issuer_key
@@ -38,6 +38,13 @@ async def policy_version(sessions: async_sessionmaker[AsyncSession]) -> int:
     async with sessions() as session:
         row = await session.get(PolicyVersion, 1)
     return row.version if row is not None else 0
+
+
+async def bump_policy_version(session: AsyncSession) -> None:
+    """Make every replica reload its policy (call inside the transaction of the change)."""
+    await session.execute(
+        update(PolicyVersion).where(PolicyVersion.id == 1).values(version=PolicyVersion.version + 1)
+    )
 
 
 def _key_policy(row: ApiKey, sealer: Sealer) -> KeyPolicy:

@@ -173,3 +173,83 @@ class UsageRecord(Base):
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     status: Mapped[int] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(32))
+
+
+class VaultSecret(Base):
+    """A named provider credential. `owner` is 'tenant/environment', or '*' for a secret the
+    operator shares with tenants through grants. The values live in `vault_versions`."""
+
+    __tablename__ = "vault_secrets"
+    __table_args__ = (UniqueConstraint("owner", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(130))
+    tenant_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    environment: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    rotation_days: Mapped[int] = mapped_column(Integer, default=30)
+    grace_s: Mapped[int] = mapped_column(Integer, default=86400)
+    current_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    rotated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    alerted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class VaultVersion(Base):
+    """One encrypted value of a secret: its data key wrapped by a KEK, and the ciphertext.
+
+    `state` is 'active' (used for new requests), 'previous' (still valid until `retire_after`)
+    or 'retired' (ciphertext erased)."""
+
+    __tablename__ = "vault_versions"
+
+    secret_id: Mapped[str] = mapped_column(ForeignKey("vault_secrets.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    kek_id: Mapped[str] = mapped_column(String(128))
+    kek_version: Mapped[int] = mapped_column(Integer)
+    wrapped_key: Mapped[str] = mapped_column(Text)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    retire_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class VaultGrant(Base):
+    """An operator secret granted to a tenant's environment ('*': every environment)."""
+
+    __tablename__ = "vault_grants"
+
+    secret_id: Mapped[str] = mapped_column(ForeignKey("vault_secrets.id"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """One audit log entry. `hash` = SHA-256 over the previous entry's hash and this entry's
+    canonical form, so changing, removing or reordering an entry breaks every later hash."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    target: Mapped[str] = mapped_column(String(256))
+    detail: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signed statement of the log's size and head hash (also exported outside the database)."""
+
+    __tablename__ = "audit_checkpoints"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    key_id: Mapped[str] = mapped_column(String(32))
+    signature: Mapped[str] = mapped_column(String(128))
