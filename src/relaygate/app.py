@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 
@@ -18,11 +19,12 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from relaygate.admin.app import create_admin_app
-from relaygate.admin.context import AdminContext, AdminPrincipal
+from relaygate.admin.context import AdminContext, AdminPrincipal, VaultAccess
 from relaygate.api import chat, embeddings, errors, health, models
 from relaygate.api.middleware import RequestIdMiddleware
 from relaygate.audit.log import AuditLog
 from relaygate.audit.signer import CheckpointSigner
+from relaygate.auth.hmac_signing import verify_signed_request
 from relaygate.auth.replay import FallbackReplayGuard, MemoryReplayGuard, RedisReplayGuard
 from relaygate.budgets import build_ledger
 from relaygate.config.loader import load_config
@@ -174,6 +176,19 @@ def _admin_context(gw: Gateway) -> AdminContext:
             return None
         return AdminPrincipal(key_id=key.key_id, tenant_id=key.tenant_id or None)
 
+    async def verify_signature(
+        headers: Mapping[str, str], method: str, path: str, body: bytes
+    ) -> str:
+        return await verify_signed_request(
+            headers,
+            method,
+            path,
+            body,
+            secrets_for=gw.policy.admin_signing_secrets,
+            replay=gw.replay,
+            now=time.time(),
+        )
+
     return AdminContext(
         sessions=gw.sessions,
         sealer=gw.sealer,
@@ -181,6 +196,14 @@ def _admin_context(gw: Gateway) -> AdminContext:
         reload_policy=lambda: reload_policy(gw),
         flush_usage=gw.usage.flush,
         authenticate_admin=authenticate_admin,
+        vault=VaultAccess(
+            kek=gw.vault.kek,
+            audit=gw.audit,
+            defaults=gw.config.vault,
+            verify_signature=verify_signature,
+            clear_cache=gw.vault.clear_cache,
+        ),
+        audit=gw.audit,
     )
 
 

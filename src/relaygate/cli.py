@@ -1,4 +1,4 @@
-"""The `relaygate` command: serve, check-config, keys create, keys master, version."""
+"""The `relaygate` command: serve, check-config, keys, vault, kek, audit, version."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import sys
 from collections.abc import Sequence
 
 from relaygate import __version__
+from relaygate.audit import commands as audit_commands
 from relaygate.config.loader import ConfigError, load_config
 from relaygate.config.schema import GatewayConfig
 from relaygate.config.secrets import provider_secrets
+from relaygate.vault import commands as vault_commands
 
 
-def _load(path: str | None) -> GatewayConfig | None:
+def load_or_explain(path: str | None) -> GatewayConfig | None:
     """The configuration, or None after printing why it is invalid."""
     try:
         return load_config(path or os.environ.get("RELAYGATE_CONFIG") or None)
@@ -46,7 +48,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from relaygate.server.serve import serve
 
-    config = _load(args.config)
+    config = load_or_explain(args.config)
     if config is None:
         return 1
     overrides = {
@@ -62,7 +64,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_keys_create(args: argparse.Namespace) -> int:
     from relaygate.server.bootstrap import create_key
 
-    config = _load(args.config)
+    config = load_or_explain(args.config)
     if config is None:
         return 1
     tenant = args.tenant or config.server.default_tenant
@@ -107,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         "master", help="print a fresh master key for RELAYGATE_MASTER_KEY (stored nowhere)"
     )
     master.set_defaults(func=_cmd_keys_master)
+    vault_commands.add_commands(sub)
+    audit_commands.add_commands(sub)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)
     return parser

@@ -13,7 +13,18 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from relaygate import __version__
-from relaygate.admin import budgets, environments, events, issuers, keys, limits, tenants, usage
+from relaygate.admin import (
+    budgets,
+    environments,
+    events,
+    issuers,
+    keys,
+    limits,
+    tenants,
+    usage,
+    vault,
+)
+from relaygate.admin.audit_trail import AuditTrail
 from relaygate.admin.context import AdminContext
 from relaygate.admin.guard import AdminGuard
 from relaygate.errors import ERROR_TYPES, GatewayError
@@ -101,8 +112,9 @@ def create_admin_app(context: Callable[[], AdminContext]) -> FastAPI:
     app = FastAPI(
         title="Relaygate admin API",
         version=__version__,
-        description="Tenants, environments, API keys, rate limits, budgets, JWT issuers and"
-        " usage. Authenticate with `Authorization: Bearer <admin key>` (or `api-key`). An"
+        description="Tenants, environments, API keys, rate limits, budgets, JWT issuers,"
+        " usage and the provider vault (whose routes also need an HMAC signature)."
+        " Authenticate with `Authorization: Bearer <admin key>` (or `api-key`). An"
         " operator key (printed at first start) sees every tenant; a tenant's admin key sees only"
         " its own, and every other tenant's objects answer 404. Errors use OpenAI's envelope.",
         openapi_url=OPENAPI_PATH,
@@ -118,7 +130,8 @@ def create_admin_app(context: Callable[[], AdminContext]) -> FastAPI:
         },
     )
     app.state.context = context
-    for module in (tenants, environments, keys, limits, budgets, issuers, events, usage):
+    for module in (tenants, environments, keys, limits, budgets, issuers, events, usage, vault):
         app.include_router(module.router, responses=_ERRORS)
+    app.add_middleware(AuditTrail, context=context)
     app.add_middleware(AdminGuard, context=context, public=frozenset({OPENAPI_PATH}))
     return app

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaygate.vault.sealer import Sealer
+
+if TYPE_CHECKING:
+    from relaygate.audit.log import AuditLog
+    from relaygate.config.schema import VaultConfig
+    from relaygate.vault.kms.base import KeyEncryptionKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +34,17 @@ class AdminContext:
     reload_policy: Callable[[], Awaitable[None]]
     flush_usage: Callable[[], Awaitable[object]]
     authenticate_admin: Callable[[str], AdminPrincipal | None]
+    vault: VaultAccess | None = None
+    audit: AuditLog | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VaultAccess:
+    """What the vault routes need: the KEK, the audit log, signature checks, defaults."""
+
+    kek: KeyEncryptionKey
+    audit: AuditLog
+    defaults: VaultConfig
+    # (headers, method, signed path, body) -> the signing admin key's id, or AuthFailed.
+    verify_signature: Callable[[Mapping[str, str], str, str, bytes], Awaitable[str]]
+    clear_cache: Callable[[], None]

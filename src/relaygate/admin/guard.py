@@ -13,7 +13,7 @@ from relaygate.auth.credentials import presented_key, unauthorized
 PRINCIPAL_STATE = "admin_principal"
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     if root and path.startswith(root):
@@ -36,11 +36,19 @@ class AdminGuard:
         self.public = public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _route_path(scope) in self.public:
+        if scope["type"] != "http" or route_path(scope) in self.public:
             await self.app(scope, receive, send)
             return
         presented = presented_key(Headers(scope=scope))
-        principal = self.context().authenticate_admin(presented) if presented else None
+        principal = None
+        if presented:
+            context = self.context()
+            principal = context.authenticate_admin(presented)
+            if context.audit is not None:  # counted, written in batches
+                actor = f"admin:{principal.key_id}" if principal else "unknown-key"
+                action = "admin.login" if principal else "admin.login_failed"
+                request_id = (scope.get("state") or {}).get("request_id", "")
+                context.audit.note(actor, action, "admin-api", request_id=request_id)
         if principal is None:
             error = unauthorized()
             headers = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]

@@ -47,7 +47,7 @@ def signing_place(key_id: str) -> str:
     return f"api_keys/{key_id}/signing"
 
 
-def _new_signing_secret(sealer: Sealer, key_id: str) -> tuple[str, str]:
+def new_signing_secret(sealer: Sealer, key_id: str) -> tuple[str, str]:
     secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
     return secret, sealer.seal(secret.encode(), signing_place(key_id))
 
@@ -99,7 +99,7 @@ async def create_key(tenant_id: str, body: KeyCreate, ctx: Ctx, caller: Caller) 
         await tenant_row(session, caller, tenant_id)
         await existing_environment(session, tenant_id, body.environment)
         key, key_id = generate_key(body.environment, admin=body.kind == "admin")
-        secret, sealed = _new_signing_secret(ctx.sealer, key_id) if body.signing else (None, None)
+        secret, sealed = new_signing_secret(ctx.sealer, key_id) if body.signing else (None, None)
         row = ApiKey(
             id=key_id,
             tenant_id=tenant_id,
@@ -194,7 +194,7 @@ async def rotate_signing_secret(
     async with writing(ctx) as session:
         row = await key_row(session, caller, tenant_id, key_id)
         _no_signing_for_admin(row.kind, None)
-        secret, row.signing_secret = _new_signing_secret(ctx.sealer, row.id)
+        secret, row.signing_secret = new_signing_secret(ctx.sealer, row.id)
     return SigningSecret(signing_secret=secret)
 
 

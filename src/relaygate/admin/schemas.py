@@ -363,3 +363,93 @@ class Listing(BaseModel, Generic[T]):
 
     object: Literal["list"] = "list"
     data: list[T]
+
+
+class SecretCreate(Body):
+    """A provider credential to keep in the vault."""
+
+    name: str = Field(pattern=NAME, max_length=128, description="Referenced as `vault:<name>`")
+    value: str = Field(min_length=1, max_length=16384, description="Never shown again")
+    tenant_id: str | None = Field(
+        None, description="Owner tenant; omit for an operator secret shared through grants"
+    )
+    environment: str | None = Field(
+        None, description="The owner tenant's environment (required with tenant_id)"
+    )
+    description: str = Field("", max_length=500)
+    rotation_days: int | None = Field(None, ge=1, le=3650)
+    grace_s: int | None = Field(None, ge=0, le=90 * 86400)
+
+    @model_validator(mode="after")
+    def _owner(self) -> SecretCreate:
+        if (self.tenant_id is None) != (self.environment is None):
+            raise ValueError("tenant_id and environment go together (both, or neither)")
+        return self
+
+
+class SecretRotate(Body):
+    """A new value for a secret; the previous version stays valid for the grace period."""
+
+    value: str = Field(min_length=1, max_length=16384)
+    grace_s: int | None = Field(None, ge=0, le=90 * 86400)
+
+
+class GrantCreate(Body):
+    """Let a tenant's environment (or all of them: '*') use an operator secret."""
+
+    tenant_id: str = Field(pattern=NAME, max_length=64)
+    environment: str = Field("*", pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9._\-]*)$", max_length=64)
+
+
+class GrantOut(BaseModel):
+    """A grant of an operator secret."""
+
+    tenant_id: str
+    environment: str
+
+
+class SecretVersionOut(BaseModel):
+    """One version's metadata (never its value)."""
+
+    version: int
+    state: Literal["active", "previous", "retired"]
+    kek_id: str
+    kek_version: int
+    created_at: UtcDateTime
+    retire_after: UtcDateTime | None
+
+
+class SecretOut(BaseModel):
+    """A secret's metadata: owner, versions, rotation state, grants; never the value."""
+
+    object: Literal["vault.secret"] = "vault.secret"
+    id: str
+    name: str
+    tenant_id: str | None
+    environment: str | None
+    description: str
+    rotation_days: int
+    grace_s: int
+    current_version: int
+    rotated_at: UtcDateTime
+    rotation_due_at: UtcDateTime
+    rotation_status: Literal["ok", "due", "overdue"]
+    versions: list[SecretVersionOut]
+    grants: list[GrantOut]
+    created_at: UtcDateTime
+
+
+class KekRotated(BaseModel):
+    """The result of a key-encryption-key rotation."""
+
+    kek_id: str
+    version: int
+    rewrapped: int
+    retired_below: int
+
+
+class AdminIdentity(BaseModel):
+    """The calling admin key."""
+
+    key_id: str
+    tenant_id: str | None

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from starlette.requests import Request
 
-from relaygate.auth.credentials import presented_key, unauthorized
+from relaygate.auth.credentials import presented_key, signed_path, unauthorized
 from relaygate.auth.failure import AuthFailed
 from relaygate.auth.hmac_signing import is_signed, verify_signed_request
 from relaygate.auth.jwt_tokens import looks_like_jwt, verify_jwt
@@ -24,13 +24,6 @@ from relaygate.vault.scope import RequestScope, set_scope
 log = logging.getLogger("relaygate.auth")
 
 
-def _signed_path(request: Request) -> str:
-    raw = request.scope.get("raw_path") or request.url.path.encode()
-    path = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
-    query = request.scope.get("query_string") or b""
-    return f"{path}?{query.decode('latin-1')}" if query else path
-
-
 async def _principal(request: Request, gw: Gateway, body: bytes) -> Principal:
     snapshot = gw.policy
     now = time.time()
@@ -38,7 +31,7 @@ async def _principal(request: Request, gw: Gateway, body: bytes) -> Principal:
         key_id = await verify_signed_request(
             request.headers,
             request.method,
-            _signed_path(request),
+            signed_path(request.scope),
             body,
             secrets_for=snapshot.signing_secrets,
             replay=gw.replay,

@@ -25,3 +25,12 @@ def unauthorized() -> GatewayError:
     return GatewayError(
         401, PUBLIC_MESSAGE, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
     )
+
+
+def signed_path(scope: Mapping[str, object]) -> str:
+    """The path and query exactly as sent, the form HMAC signatures cover."""
+    raw = scope.get("raw_path") or str(scope.get("path", "")).encode()
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
+    query = scope.get("query_string") or b""
+    assert isinstance(query, bytes)
+    return f"{path}?{query.decode('latin-1')}" if query else path

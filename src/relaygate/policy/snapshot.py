@@ -83,3 +83,8 @@ class PolicySnapshot:
         """The HMAC signing secrets of an active tenant key (empty when unknown)."""
         key = self.keys_by_id.get(key_id)
         return key.signing_secrets if key is not None and key.kind == "tenant" else ()
+
+    def admin_signing_secrets(self, key_id: str) -> tuple[bytes, ...]:
+        """The HMAC signing secrets of an admin key (the vault API takes only signed requests)."""
+        key = self.keys_by_id.get(key_id)
+        return key.signing_secrets if key is not None and key.kind == "admin" else ()
