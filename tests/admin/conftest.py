@@ -6,6 +6,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,14 +15,37 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaygate.admin.app import create_admin_app
-from relaygate.admin.context import AdminContext, AdminPrincipal
+from relaygate.admin.context import AdminContext, AdminPrincipal, VaultAccess
+from relaygate.audit.log import AuditLog
+from relaygate.audit.signer import CheckpointSigner
+from relaygate.auth.failure import AuthFailed
 from relaygate.auth.keys import hash_key
+from relaygate.config.schema import VaultConfig
 from relaygate.store.database import create_engine, migrate_async, sessionmaker
 from relaygate.store.keys import KeyStore
 from relaygate.store.tables import ApiKey, PolicyVersion
+from relaygate.vault.kms.local import LocalKEK
 from relaygate.vault.sealer import Sealer
 
 ROUTES = frozenset({"fast", "smart", "simulator/sim-small"})
+
+
+def vault_access_for_tests(
+    sessions: async_sessionmaker[AsyncSession], data_dir: Path
+) -> VaultAccess:
+    """Vault routes for admin-app tests: a real local KEK and audit log; signatures are never
+    valid here (the vault's signed flows are tested against a real gateway in tests/vault)."""
+
+    async def no_signature(*_args: object) -> str:
+        raise AuthFailed("the admin test harness accepts no signature")
+
+    return VaultAccess(
+        kek=LocalKEK.open({}, data_dir),
+        audit=AuditLog(sessions, CheckpointSigner.open({}, data_dir), None),
+        defaults=VaultConfig(),
+        verify_signature=no_signature,
+        clear_cache=lambda: None,
+    )
 
 
 @dataclass
@@ -116,7 +140,7 @@ class AdminHarness:
 
 
 @pytest.fixture
-async def admin(database_url: str) -> AsyncIterator[AdminHarness]:
+async def admin(database_url: str, tmp_path: Path) -> AsyncIterator[AdminHarness]:
     await migrate_async(database_url)
     engine = create_engine(database_url)
     sessions = sessionmaker(engine)
@@ -141,6 +165,8 @@ async def admin(database_url: str) -> AsyncIterator[AdminHarness]:
         flush_usage=flush_usage,
         authenticate_admin=keys.authenticate,
     )
+    access = vault_access_for_tests(sessions, tmp_path)
+    context.vault, context.audit = access, access.audit
     app = create_admin_app(lambda: context)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:

@@ -8,8 +8,10 @@ codes, content types and schemas.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,7 +33,7 @@ from relaygate.admin.context import AdminContext
 from relaygate.store.database import migrate, sessionmaker
 from relaygate.store.keys import KeyStore
 from relaygate.vault.sealer import Sealer
-from tests.admin.conftest import ROUTES, AdminKeys
+from tests.admin.conftest import ROUTES, AdminKeys, vault_access_for_tests
 from tests.admin.material import rsa_public_pem, usage_row
 
 DOCUMENTED_ERRORS = {"400", "401", "403", "404", "409"}
@@ -100,14 +102,14 @@ def _engine(url: str) -> AsyncEngine:
     return engine
 
 
-async def _seed(url: str) -> tuple[str, dict[str, str]]:
+async def _seed(url: str, data_dir: Path) -> tuple[str, dict[str, str]]:
     """An operator key and a tenant with one object of each kind; returns the key and the ids."""
     engine = _engine(url)
     sessions = sessionmaker(engine)
     operator_key, _ = await KeyStore(sessions).create_key(None, kind="admin")
     keys = AdminKeys()
     await keys.reload(sessions)
-    app = create_admin_app(lambda: _context(sessions, keys))
+    app = create_admin_app(lambda: _context(sessions, keys, data_dir))
     transport = httpx.ASGITransport(app=app)
     auth = {"Authorization": f"Bearer {operator_key}"}
     async with httpx.AsyncClient(transport=transport, base_url="http://a", headers=auth) as c:
@@ -133,6 +135,8 @@ async def _seed(url: str) -> tuple[str, dict[str, str]]:
                 "keys": {"k": rsa_public_pem()},
             },
         )
+        secret = await post("/vault/secrets", {"name": "openai", "value": "sk-contract-0"})
+        await post(f"/vault/secrets/{secret['id']}/grants", {"tenant_id": "acme"})
     async with sessions.begin() as session:
         session.add(usage_row("r1", tenant="acme", key=key["id"], cost=0.5))
     await engine.dispose()
@@ -143,16 +147,27 @@ async def _seed(url: str) -> tuple[str, dict[str, str]]:
         "limit_id": limit["id"],
         "budget_id": budget["id"],
         "issuer_id": issuer["id"],
+        "secret_id": secret["id"],
+        "environment": "*",
     }
 
 
-def _context(sessions: Any, keys: AdminKeys) -> AdminContext:
+def _context(sessions: Any, keys: AdminKeys, data_dir: Path) -> AdminContext:
     async def reload_policy() -> None:
         await keys.reload(sessions)
 
     async def flush_usage() -> int:
         return 0
 
+    access = vault_access_for_tests(sessions, data_dir)
+    # The document is under test here, not HMAC verification (tests/vault signs for real):
+    # every vault request counts as signed by the operator key that the seed created.
+    operator = next(iter(keys.by_hash.values()))[0]
+
+    async def signed_by_operator(*_args: object) -> str:
+        return operator.key_id
+
+    access = dataclasses.replace(access, verify_signature=signed_by_operator)
     return AdminContext(
         sessions=sessions,
         sealer=Sealer(MASTER_KEY),
@@ -160,24 +175,28 @@ def _context(sessions: Any, keys: AdminKeys) -> AdminContext:
         reload_policy=reload_policy,
         flush_usage=flush_usage,
         authenticate_admin=keys.authenticate,
+        vault=access,
+        audit=access.audit,
     )
 
 
 @pytest.fixture
-def seeded(database_url: str) -> Iterator[tuple[str, str, dict[str, str]]]:
+def seeded(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
     migrate(database_url)
-    operator_key, ids = asyncio.run(_seed(database_url))
+    operator_key, ids = asyncio.run(_seed(database_url, tmp_path))
     yield database_url, operator_key, ids
 
 
-def test_the_api_conforms_to_its_own_document(seeded: tuple[str, str, dict[str, str]]) -> None:
+def test_the_api_conforms_to_its_own_document(
+    seeded: tuple[str, str, dict[str, str]], tmp_path: Path
+) -> None:
     url, operator_key, ids = seeded
     engine = _engine(url)
     sessions = sessionmaker(engine)
     keys = AdminKeys()
     asyncio.run(keys.reload(sessions))
     # Mounted as the gateway mounts it: the document's server URL is /admin/v1.
-    admin_app = create_admin_app(lambda: _context(sessions, keys))
+    admin_app = create_admin_app(lambda: _context(sessions, keys, tmp_path))
     app = Starlette(routes=[Mount("/admin/v1", app=admin_app)])
     schema = schemathesis.openapi.from_asgi("/admin/v1/openapi.json", app)
     headers = {"Authorization": f"Bearer {operator_key}"}
