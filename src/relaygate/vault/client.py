@@ -9,6 +9,7 @@ signing secret. Uses only the standard library.
 from __future__ import annotations
 
 import json
+import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -49,6 +50,10 @@ class VaultClient:
     def _send(self, method: str, path: str, body: Any = None, *, sign: bool = True) -> Any:
         """One request to `path` (absolute, under PREFIX); its JSON."""
         data = b"" if body is None else json.dumps(body).encode()
+        if sign:
+            # Identical signed requests within one second would be refused as replays; a random
+            # query parameter (ignored by the API) makes each request distinct.
+            path += ("&" if "?" in path else "?") + "nonce=" + secrets.token_hex(8)
         headers = {"Authorization": f"Bearer {self._admin_key}"}
         if body is not None:
             headers["Content-Type"] = "application/json"
