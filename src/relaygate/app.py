@@ -33,6 +33,7 @@ from relaygate.config.secrets import provider_secrets, vault_references
 from relaygate.errors import GatewayError
 from relaygate.limits import build_limiter
 from relaygate.policy.alerts import AlertSink
+from relaygate.privacy.pseudonym import Pseudonymizer
 from relaygate.providers.base import Provider
 from relaygate.providers.credentials import VaultCredentials
 from relaygate.providers.registry import build_provider
@@ -146,6 +147,7 @@ async def build_gateway(config: GatewayConfig, environ: Mapping[str, str]) -> Ga
         audit=audit,
         vault=broker,
         redis=client,
+        pseudonym=Pseudonymizer.open(environ, server.data_dir) if config.privacy.hash_pii else None,
     )
 
 

@@ -15,6 +15,7 @@ from relaygate.config.schema import GatewayConfig
 from relaygate.limits import Limiter
 from relaygate.policy.alerts import AlertSink
 from relaygate.policy.snapshot import PolicySnapshot
+from relaygate.privacy.pseudonym import Pseudonymizer
 from relaygate.providers.base import Provider
 from relaygate.routing.catalog import Catalog
 from relaygate.server.background import Background
@@ -45,6 +46,13 @@ class Gateway:
     audit: AuditLog
     vault: CredentialBroker
     redis: Any = None
+    pseudonym: Pseudonymizer | None = None
+
+    def end_user_id(self, value: str | None) -> str | None:
+        """The end user as recorded: the value itself, or its pseudonym with `hash_pii`."""
+        if value is None or self.pseudonym is None:
+            return value
+        return self.pseudonym(value)
 
 
 def gateway(request: Request) -> Gateway:

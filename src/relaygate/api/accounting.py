@@ -94,7 +94,7 @@ class RequestLedger:
             principal=principal,
             endpoint=endpoint,
             route=route,
-            end_user=principal.end_user or end_user,
+            end_user=gw.end_user_id(principal.end_user or end_user),
             stream=stream,
             meter=UsageMeter(gw.counter),
         )

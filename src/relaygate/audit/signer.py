@@ -17,6 +17,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from relaygate.vault.keyfile import read_or_create
+
 ENV_VAR = "RELAYGATE_AUDIT_KEY"
 FILE_NAME = "audit-signing.key"
 
@@ -67,17 +69,8 @@ class CheckpointSigner:
         """The signer from the environment, else from the key file (created if missing)."""
         if environ.get(ENV_VAR):
             return cls(_b64d(environ[ENV_VAR]))
-        path = data_dir / FILE_NAME
-        if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "w", encoding="ascii") as handle:
-                    handle.write(_b64e(os.urandom(32)) + "\n")
-        return cls(_b64d(path.read_text(encoding="ascii")))
+        seed = read_or_create(data_dir / FILE_NAME, lambda: _b64e(os.urandom(32)))
+        return cls(_b64d(seed))
 
     def sign(self, message: bytes) -> str:
         """The base64url signature of `message`."""

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+
+from relaygate.vault.keyfile import read_or_create
 
 ENV_VAR = "RELAYGATE_MASTER_KEY"
 FILE_NAME = "master.key"
@@ -42,16 +43,6 @@ def load_master_key(environ: Mapping[str, str], data_dir: Path, *, create: bool)
     if environ.get(ENV_VAR):
         return _decode(environ[ENV_VAR], ENV_VAR)
     path = data_dir / FILE_NAME
-    if path.exists():
-        return _decode(path.read_text(encoding="ascii"), str(path.name))
-    if not create:
+    if not path.exists() and not create:
         raise MasterKeyError(f"no {ENV_VAR} and no {FILE_NAME} in the data directory")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first
-        pass
-    else:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(new_master_key() + "\n")
-    return _decode(path.read_text(encoding="ascii"), str(path.name))
+    return _decode(read_or_create(path, new_master_key), str(path.name))

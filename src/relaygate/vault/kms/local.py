@@ -22,6 +22,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from relaygate.vault.keyfile import read_or_create
 from relaygate.vault.kms.base import DataKey, KMSError, WrappedKey
 
 ENV_VAR = "RELAYGATE_KEK"
@@ -89,16 +90,7 @@ class LocalKEK:
         if environ.get(ENV_VAR):
             return cls(environ[ENV_VAR], None, ENV_VAR)
         path = data_dir / FILE_NAME
-        if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:  # another worker created it first
-                pass
-            else:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(new_keyring() + "\n")
-        return cls(path.read_text(encoding="utf-8"), path, FILE_NAME)
+        return cls(read_or_create(path, new_keyring), path, FILE_NAME)
 
     def _reload(self) -> None:
         # Another process (a sibling worker, the CLI) may have rotated the file.

@@ -1,0 +1,1 @@
+"""What inference metadata keeps about people."""
