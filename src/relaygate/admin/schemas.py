@@ -368,7 +368,11 @@ class Listing(BaseModel, Generic[T]):
 class SecretCreate(Body):
     """A provider credential to keep in the vault."""
 
-    name: str = Field(pattern=NAME, max_length=128, description="Referenced as `vault:<name>`")
+    name: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$",
+        max_length=128,
+        description="Referenced from the configuration as `vault:<name>`",
+    )
     value: str = Field(min_length=1, max_length=16384, description="Never shown again")
     tenant_id: str | None = Field(
         None, description="Owner tenant; omit for an operator secret shared through grants"
