@@ -204,6 +204,7 @@ def _admin_context(gw: Gateway) -> AdminContext:
             defaults=gw.config.vault,
             verify_signature=verify_signature,
             clear_cache=gw.vault.clear_cache,
+            settle_s=2 * gw.config.server.policy_refresh_s + 1,
         ),
         audit=gw.audit,
     )

@@ -235,34 +235,47 @@ def test_operator_secrets_need_a_grant_and_revocation_takes_effect(env: Env) -> 
     _wait_until(lambda: _chat_status(env, prod, "pooled/gpt-s") == 403)
 
 
+class Traffic:
+    """Threads sending chat requests with one key until stopped; every status is kept."""
+
+    def __init__(self, env: Env, key: str, threads: int = 3) -> None:
+        self.statuses: list[int] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(env, key)) for _ in range(threads)
+        ]
+
+    def _run(self, env: Env, key: str) -> None:
+        client = env.client(key)
+        while not self._stop.is_set():
+            try:
+                self.statuses.append(_chat(client).http_response.status_code)
+            except openai.APIStatusError as exc:
+                self.statuses.append(exc.status_code)
+
+    def __enter__(self) -> Traffic:
+        for thread in self._threads:
+            thread.start()
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        time.sleep(0.5)
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
 def test_rotation_under_live_traffic_fails_no_request(env: Env) -> None:
     tenant = env.tenant()
     secret = _put(env, "openai", PROD_VALUE, "--tenant", tenant, "--grace-s", "2")
     key = env.key(tenant)
     _wait_until(lambda: _chat_status(env, key) == 200)
     env.upstream.valid.add(ROTATED_VALUE)  # the provider issued the new key: both work now
-    statuses: list[int] = []
-    stop = threading.Event()
-
-    def traffic() -> None:
-        client = env.client(key)
-        while not stop.is_set():
-            try:
-                statuses.append(_chat(client).http_response.status_code)
-            except openai.APIStatusError as exc:
-                statuses.append(exc.status_code)
-
-    workers = [threading.Thread(target=traffic) for _ in range(3)]
-    for worker in workers:
-        worker.start()
-    time.sleep(0.5)
-    env.cli("vault", "rotate", secret["id"], stdin=ROTATED_VALUE)
-    _wait_until(lambda: env.upstream.seen[-1] == ROTATED_VALUE)
-    time.sleep(0.5)
-    stop.set()
-    for worker in workers:
-        worker.join()
-    assert len(statuses) > 20 and set(statuses) == {200}, statuses
+    with Traffic(env, key) as traffic:
+        env.cli("vault", "rotate", secret["id"], stdin=ROTATED_VALUE)
+        _wait_until(lambda: env.upstream.seen[-1] == ROTATED_VALUE)
+    assert len(traffic.statuses) > 20 and set(traffic.statuses) == {200}, traffic.statuses
 
     # After the grace period the old version is retired: its ciphertext is gone.
     def retired() -> bool:
@@ -279,8 +292,10 @@ def test_kek_rotation_rewraps_every_data_key_while_serving(env: Env) -> None:
     _put(env, "openai", PROD_VALUE, "--tenant", tenant)
     key = env.key(tenant)
     _wait_until(lambda: _chat_status(env, key) == 200)
-    out = env.cli("kek", "rotate")
+    with Traffic(env, key) as traffic:
+        out = env.cli("kek", "rotate")
     assert "data keys rewrapped" in out
+    assert len(traffic.statuses) > 20 and set(traffic.statuses) == {200}, traffic.statuses
     keyring = json.loads((env.gw.data_dir / "kek.json").read_text())
     assert len(keyring["versions"]) == 1 and keyring["min_version"] >= 2
     assert _chat_status(env, key) == 200

@@ -48,3 +48,5 @@ class VaultAccess:
     # (headers, method, signed path, body) -> the signing admin key's id, or AuthFailed.
     verify_signature: Callable[[Mapping[str, str], str, str, bytes], Awaitable[str]]
     clear_cache: Callable[[], None]
+    # How long every replica needs to pick up a change (old KEK versions are retired after it).
+    settle_s: float = 0.0

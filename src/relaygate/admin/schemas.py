@@ -365,6 +365,10 @@ class Listing(BaseModel, Generic[T]):
     data: list[T]
 
 
+RotationDays = Annotated[int, Strict(), Field(ge=1, le=3650)]
+GraceSeconds = Annotated[int, Strict(), Field(ge=0, le=90 * 86400)]
+
+
 class SecretCreate(Body):
     """A provider credential to keep in the vault."""
 
@@ -381,8 +385,8 @@ class SecretCreate(Body):
         None, description="The owner tenant's environment (required with tenant_id)"
     )
     description: str = Field("", max_length=500)
-    rotation_days: int | None = Field(None, ge=1, le=3650)
-    grace_s: int | None = Field(None, ge=0, le=90 * 86400)
+    rotation_days: RotationDays | None = None
+    grace_s: GraceSeconds | None = None
 
     @model_validator(mode="after")
     def _owner(self) -> SecretCreate:
@@ -395,7 +399,7 @@ class SecretRotate(Body):
     """A new value for a secret; the previous version stays valid for the grace period."""
 
     value: str = Field(min_length=1, max_length=16384)
-    grace_s: int | None = Field(None, ge=0, le=90 * 86400)
+    grace_s: GraceSeconds | None = None
 
 
 class GrantCreate(Body):

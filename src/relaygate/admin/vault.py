@@ -10,6 +10,7 @@ Values go in and never come out: the API returns metadata only.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -47,6 +48,7 @@ from relaygate.auth.failure import AuthFailed
 from relaygate.auth.keys import new_key_id
 from relaygate.errors import GatewayError
 from relaygate.store.tables import ApiKey, VaultGrant, VaultSecret, VaultVersion
+from relaygate.vault.kms.base import KMSError
 from relaygate.vault.service import create_secret, rewrap_all, rotate_secret, rotation_status
 
 router = APIRouter(prefix="/vault", tags=["vault"])
@@ -309,10 +311,17 @@ async def rotate_kek(ctx: Ctx, caller: Signed) -> KekRotated:
     access = _access(ctx)
     operator_only(caller, "rotate the key-encryption key")
     kek = access.kek
-    version = await kek.rotate()
-    async with writing(ctx) as session:
-        rewrapped = await rewrap_all(session, kek)
-    await kek.retire_below(version)
+    try:
+        version = await kek.rotate()
+        async with writing(ctx) as session:
+            rewrapped = await rewrap_all(session, kek)
+        # Other replicas serve their previous snapshot (old wrappings) until their next reload.
+        await asyncio.sleep(access.settle_s)
+        await kek.retire_below(version)
+    except KMSError as exc:
+        raise GatewayError(
+            409, f"cannot rotate the key-encryption key: {exc}", code="kms_error"
+        ) from None
     access.clear_cache()
     await access.audit.append(
         _actor(caller),
