@@ -14,7 +14,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +32,7 @@ from relaygate.admin.deps import (
 )
 from relaygate.admin.keys import new_signing_secret
 from relaygate.admin.schemas import (
+    NAME,
     AdminIdentity,
     GrantCreate,
     GrantOut,
@@ -194,7 +195,11 @@ async def put_secret(body: SecretCreate, ctx: Ctx, caller: Signed) -> SecretOut:
 
 @router.get("/secrets", summary="List secrets' metadata")
 async def list_secrets(
-    ctx: Ctx, caller: Signed, tenant_id: str | None = None
+    ctx: Ctx,
+    caller: Signed,
+    tenant_id: Annotated[
+        str | None, Query(pattern=NAME, max_length=64, description="only this tenant's secrets")
+    ] = None,
 ) -> Listing[SecretOut]:
     _access(ctx)
     query = select(VaultSecret).order_by(VaultSecret.created_at, VaultSecret.id)
@@ -281,6 +286,8 @@ async def revoke(
 ) -> SecretOut:
     access = _access(ctx)
     operator_only(caller, "revoke grants")
+    if not plausible(tenant_id) or not (environment == "*" or plausible(environment)):
+        raise not_found("grant")
     async with writing(ctx) as session:
         row = await _secret(session, caller, secret_id)
         result = await session.execute(
