@@ -45,6 +45,16 @@ class _Tally:
     last_at: str = ""
 
 
+async def _head(session: AsyncSession) -> tuple[int, str] | None:
+    """The newest entry's sequence number and hash, if any."""
+    row = (
+        await session.execute(
+            select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
 class AuditLog:
     """The deployment's audit log."""
 
@@ -84,11 +94,7 @@ class AuditLog:
         self, actor: str, action: str, target: str, tenant_id: str | None, text: str
     ) -> int:
         async with self._sessions() as session, session.begin():
-            head = (
-                await session.execute(
-                    select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-                )
-            ).first()
+            head = await _head(session)
             seq, prev = (head[0] + 1, head[1]) if head is not None else (1, GENESIS)
             entry = Entry(seq, datetime.now(UTC), actor, action, tenant_id, target, text)
             session.add(
@@ -155,11 +161,7 @@ class AuditLog:
     async def checkpoint(self, *, force: bool = False) -> Checkpoint | None:
         """Sign the current head, store it and export it; None if nothing new since the last."""
         async with self._sessions() as session, session.begin():
-            head = (
-                await session.execute(
-                    select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-                )
-            ).first()
+            head = await _head(session)
             if head is None:
                 return None
             last = await session.scalar(select(func.max(AuditCheckpoint.size)))
