@@ -27,7 +27,7 @@ from relaygate.audit.signer import CheckpointSigner
 from relaygate.auth.hmac_signing import verify_signed_request
 from relaygate.auth.replay import FallbackReplayGuard, MemoryReplayGuard, RedisReplayGuard
 from relaygate.budgets import build_ledger
-from relaygate.config.loader import load_config
+from relaygate.config.loader import ConfigError, load_config
 from relaygate.config.schema import GatewayConfig
 from relaygate.config.secrets import provider_secrets, vault_references
 from relaygate.errors import GatewayError
@@ -47,7 +47,7 @@ from relaygate.tokens.counter import TokenCounter
 from relaygate.usage.journal import journal_directory, replay_journal
 from relaygate.usage.recorder import UsageRecorder
 from relaygate.vault.broker import CredentialBroker
-from relaygate.vault.kms.base import KeyEncryptionKey
+from relaygate.vault.kms.base import KeyEncryptionKey, KMSError
 from relaygate.vault.kms.local import LocalKEK
 from relaygate.vault.maintenance import run_maintenance
 from relaygate.vault.master_key import load_master_key
@@ -74,6 +74,34 @@ def _redis_client(config: GatewayConfig) -> redis.Redis | None:
 
 async def open_kek(config: GatewayConfig, environ: Mapping[str, str]) -> KeyEncryptionKey:
     """The key-encryption key the vault's data keys are wrapped with."""
+    vault = config.vault
+    if vault.kms == "vault_transit" and vault.vault_transit is not None:
+        from relaygate.vault.kms.vault_transit import VaultTransitKEK
+
+        settings = vault.vault_transit
+        variable = settings.token.removeprefix("env:")
+        token = environ.get(variable)
+        if not token:
+            raise ConfigError("vault", [f"vault.vault_transit.token: {variable} is not set"])
+        transit = VaultTransitKEK(
+            settings.url,
+            token,
+            settings.key,
+            mount=settings.mount,
+            namespace=settings.namespace,
+            timeout_s=settings.timeout_s,
+        )
+        try:
+            await transit.check()
+        except KMSError:
+            await transit.aclose()
+            raise
+        return transit
+    if vault.kms == "aws_kms" and vault.aws_kms is not None:
+        from relaygate.vault.kms.aws import AwsKmsKEK
+
+        aws = vault.aws_kms
+        return AwsKmsKEK(aws.key_id, region=aws.region, endpoint_url=aws.endpoint_url)
     return LocalKEK.open(environ, config.server.data_dir)
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 
 from relaygate.auth.hmac_signing import sign_request
+from tests.fakes.keyed_upstream import Upstream
 from tests.support.gateway import ADMIN_KEY, RunningGateway, start_gateway
 from tests.support.servers import serve_in_thread
 
@@ -32,50 +33,6 @@ STAGING_VALUE = "sk-vault-staging-" + uuid.uuid4().hex
 ROTATED_VALUE = "sk-vault-rotated-" + uuid.uuid4().hex
 SHARED_VALUE = "sk-vault-shared-" + uuid.uuid4().hex
 ALL_VALUES = (PROD_VALUE, STAGING_VALUE, ROTATED_VALUE, SHARED_VALUE)
-
-
-@dataclass
-class Upstream:
-    """Accepts `Bearer <value>` for the values in `valid`; records what each request carried."""
-
-    valid: set[str] = field(default_factory=set)
-    seen: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def chat(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        with self.lock:
-            self.seen.append(token)
-            ok = token in self.valid
-        if not ok:
-            return web.json_response(
-                {
-                    "error": {
-                        "message": "Incorrect API key provided",
-                        "type": "invalid_request_error",
-                        "param": None,
-                        "code": "invalid_api_key",
-                    }
-                },
-                status=401,
-            )
-        return web.json_response(
-            {
-                "id": "chatcmpl-" + uuid.uuid4().hex,
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "ok"},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-            }
-        )
 
 
 @dataclass

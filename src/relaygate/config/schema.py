@@ -183,14 +183,38 @@ class BudgetsConfig(Strict):
     )
 
 
+class VaultTransitSettings(Strict):
+    """HashiCorp Vault's transit engine holding the key-encryption key."""
+
+    url: str = Field(pattern=r"^https?://", description="Vault's address")
+    token: str = Field(
+        pattern=r"^env:[A-Za-z_][A-Za-z0-9_]*$",
+        description="The Vault token, as an 'env:NAME' reference",
+    )
+    key: str = Field("relaygate", pattern=NAME, description="Transit key (created derived=true)")
+    mount: str = Field("transit", pattern=NAME)
+    namespace: str | None = None
+    timeout_s: float = Field(5.0, gt=0, le=60)
+
+
+class AwsKmsSettings(Strict):
+    """An AWS KMS key holding the key-encryption key (credentials: the standard AWS chain)."""
+
+    key_id: str = Field(min_length=1, description="Key id, ARN or alias/NAME")
+    region: str | None = None
+    endpoint_url: str | None = Field(None, pattern=r"^https?://")
+
+
 class VaultConfig(Strict):
     """The provider vault: where the key-encryption key lives and how secrets rotate."""
 
-    kms: Literal["local"] = Field(
+    kms: Literal["local", "vault_transit", "aws_kms"] = Field(
         "local",
         description="Key-encryption key: 'local' (a keyring file in the data directory or"
-        " RELAYGATE_KEK)",
+        " RELAYGATE_KEK), 'vault_transit' or 'aws_kms'",
     )
+    vault_transit: VaultTransitSettings | None = None
+    aws_kms: AwsKmsSettings | None = None
     data_key_cache_s: float = Field(
         0.0,
         ge=0,
@@ -204,6 +228,14 @@ class VaultConfig(Strict):
     maintenance_interval_s: float = Field(
         60.0, gt=0, description="How often retirements and rotation alerts are checked"
     )
+
+    @model_validator(mode="after")
+    def _kms_settings(self) -> VaultConfig:
+        if self.kms == "vault_transit" and self.vault_transit is None:
+            raise ValueError("kms 'vault_transit' needs a vault_transit section")
+        if self.kms == "aws_kms" and self.aws_kms is None:
+            raise ValueError("kms 'aws_kms' needs an aws_kms section")
+        return self
 
 
 class AuditConfig(Strict):
