@@ -37,7 +37,9 @@ from relaygate.privacy.pseudonym import Pseudonymizer
 from relaygate.providers.base import Provider
 from relaygate.providers.credentials import VaultCredentials
 from relaygate.providers.registry import build_provider
+from relaygate.routing.breaker import MemoryBreakers, SharedBreakers
 from relaygate.routing.catalog import Catalog
+from relaygate.routing.router import Router
 from relaygate.server.background import Background
 from relaygate.state import Gateway
 from relaygate.store.database import create_engine, migrate_async, sessionmaker
@@ -157,6 +159,16 @@ async def build_gateway(config: GatewayConfig, environ: Mapping[str, str]) -> Ga
         else MemoryReplayGuard()
     )
     background = Background()
+    router = Router(config.routing)
+    if client is not None:
+        router.breakers = SharedBreakers(
+            MemoryBreakers(config.routing.breaker, router.stats, router.clock),
+            client,
+            prefix,
+            [f"{p.name}/{m.name}" for p in config.providers for m in p.models],
+            time.time,
+            router.clock,
+        )
     return Gateway(
         config=config,
         catalog=Catalog(config, providers),
@@ -174,6 +186,7 @@ async def build_gateway(config: GatewayConfig, environ: Mapping[str, str]) -> Ga
         alerts=AlertSink(sessions, ledger, background),
         audit=audit,
         vault=broker,
+        router=router,
         redis=client,
         pseudonym=Pseudonymizer.open(environ, server.data_dir) if config.privacy.hash_pii else None,
     )
@@ -262,6 +275,8 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
                 run_maintenance(gw, lambda: reload_policy(gw)), name="vault-maintenance"
             ),
         ]
+        if isinstance(gw.router.breakers, SharedBreakers):
+            tasks.append(asyncio.create_task(gw.router.breakers.run(), name="breaker-sync"))
         try:
             yield
         finally:

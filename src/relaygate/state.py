@@ -18,6 +18,7 @@ from relaygate.policy.snapshot import PolicySnapshot
 from relaygate.privacy.pseudonym import Pseudonymizer
 from relaygate.providers.base import Provider
 from relaygate.routing.catalog import Catalog
+from relaygate.routing.router import Router
 from relaygate.server.background import Background
 from relaygate.tokens.counter import TokenCounter
 from relaygate.usage.recorder import UsageRecorder
@@ -45,6 +46,7 @@ class Gateway:
     alerts: AlertSink
     audit: AuditLog
     vault: CredentialBroker
+    router: Router
     redis: Any = None
     pseudonym: Pseudonymizer | None = None
 

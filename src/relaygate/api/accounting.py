@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -17,7 +17,9 @@ from relaygate.policy.enforce import Admission, allowed_models
 from relaygate.policy.principal import Principal
 from relaygate.providers.base import JSON
 from relaygate.routing.catalog import Deployment, Route
-from relaygate.routing.failover import Attempted, first_success
+from relaygate.routing.router import Attempted
+from relaygate.routing.scorer import Features, Plan
+from relaygate.routing.stats import bucket_of
 from relaygate.state import Gateway, gateway
 from relaygate.usage.cost import Usage
 from relaygate.usage.meter import UsageMeter, price
@@ -48,6 +50,8 @@ def resolve(
     allowed = allowed_models(gw.policy.tenant(principal.tenant_id), principal.key)
     if route is None or (allowed is not None and model not in allowed):
         raise model_not_found(model)
+    if route.classify is not None:
+        return route, []  # the handler classifies the prompt, then resolves the chosen route
     deployments = route.supporting(needs)
     if not deployments:
         missing = sorted(needs - route.capabilities) or sorted(needs)
@@ -74,6 +78,9 @@ class RequestLedger:
     admission: Admission = field(default_factory=Admission)
     attempted: Attempted | None = None
     finished: bool = field(default=False)
+    plan: Plan | None = None
+    deadline: float = 0.0
+    complexity: str | None = None
 
     @classmethod
     def start(
@@ -97,7 +104,33 @@ class RequestLedger:
             end_user=gw.end_user_id(principal.end_user or end_user),
             stream=stream,
             meter=UsageMeter(gw.counter),
+            deadline=gw.router.clock() + _time_allowed(request, gw.config.routing.deadline_s),
         )
+
+    def route_plan(
+        self,
+        route: Route,
+        deployments: list[Deployment],
+        max_output_tokens: int | None,
+        count_prompt: Callable[[], int],
+        size_hint: int,
+        cost_cap_usd: float | None,
+    ) -> None:
+        """Filter and score the deployments for this request (see routing/scorer.py).
+
+        The prompt is counted exactly when the choice depends on it (several candidates, or a
+        context window it may not fit); otherwise `size_hint` (characters / 4) stands in.
+        """
+        smallest = min((d.model.context_window for d in deployments), default=0)
+        near_window = size_hint * 2 + (max_output_tokens or 0) > smallest * 0.9
+        prompt = count_prompt() if len(deployments) > 1 or near_window else size_hint
+        features = Features(prompt, max_output_tokens, bucket_of(prompt), cost_cap_usd)
+        try:
+            self.plan = self.gw.router.plan(route.name, deployments, features, route.latency_slo_ms)
+        except UpstreamError as exc:
+            self.finish(Usage(), exc.status, "refused")
+            exc.headers.update(self.headers())
+            raise
 
     async def enforce(
         self,
@@ -142,6 +175,10 @@ class RequestLedger:
             headers["x-relaygate-provider"] = self.attempted.deployment.provider_name
             headers["x-relaygate-model"] = self.attempted.deployment.model.name
             headers["x-relaygate-attempts"] = str(self.attempted.attempts)
+        if self.complexity is not None:
+            headers["x-relaygate-complexity"] = self.complexity
+        if self.plan is not None and self.gw.config.routing.debug_header:
+            headers["x-relaygate-route-debug"] = self.plan.describe()
         return headers
 
     def finish(self, usage: Usage, status: int, outcome: str) -> float:
@@ -185,17 +222,16 @@ CLIENT_CLOSED = 499
 async def call_routed(
     request: Request,
     ledger: RequestLedger,
-    deployments: Sequence[Deployment],
     call: Callable[[Deployment], Awaitable[JSON]],
     usage_if_cancelled: Callable[[], Usage],
 ) -> JSON | None:
-    """Run `call` with failover, cancelled if the client leaves (then None, usage recorded).
-
-    An upstream failure is recorded and re-raised carrying the routing headers.
+    """Run `call` through the router (retries, failover), cancelled if the client leaves (then
+    None, usage recorded). An upstream failure is recorded and re-raised with routing headers.
     """
+    assert ledger.plan is not None
     try:
         result, ledger.attempted = await unless_disconnected(
-            request.receive, first_success(deployments, call)
+            request.receive, ledger.gw.router.run(ledger.plan, call, ledger.deadline)
         )
     except ClientDisconnected:
         ledger.finish(usage_if_cancelled(), CLIENT_CLOSED, "cancelled")
@@ -205,3 +241,40 @@ async def call_routed(
         exc.headers.update(ledger.headers())
         raise
     return result
+
+
+CLIENT_TIMEOUT_HEADERS = (("x-relaygate-timeout-ms", 0.001), ("x-stainless-timeout", 1.0))
+
+
+def _time_allowed(request: Request, cap_s: float) -> float:
+    """Seconds this request may take: the routing deadline, or less if the client says so
+    (`x-relaygate-timeout-ms`, or `x-stainless-timeout` in seconds as the OpenAI SDKs send)."""
+    allowed = cap_s
+    for header, unit in CLIENT_TIMEOUT_HEADERS:
+        value = request.headers.get(header)
+        if value:
+            try:
+                seconds = float(value) * unit
+            except ValueError:
+                continue
+            if seconds > 0:
+                allowed = min(allowed, seconds)
+    return allowed
+
+
+def cost_cap(request: Request) -> float | None:
+    """The request's `x-relaygate-max-cost-usd`, if any (400 if it is not a positive number)."""
+    value = request.headers.get("x-relaygate-max-cost-usd")
+    if value is None:
+        return None
+    try:
+        cap = float(value)
+    except ValueError:
+        cap = -1.0
+    if not cap > 0:
+        raise bad_request(
+            "x-relaygate-max-cost-usd must be a positive number of US dollars",
+            param="x-relaygate-max-cost-usd",
+            code="invalid_value",
+        )
+    return cap

@@ -10,16 +10,24 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from relaygate.api.accounting import CLIENT_CLOSED, RequestLedger, admit, call_routed, resolve
+from relaygate.api.accounting import (
+    CLIENT_CLOSED,
+    RequestLedger,
+    admit,
+    call_routed,
+    cost_cap,
+    resolve,
+)
 from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
 from relaygate.api.sse import HEARTBEAT, SSEResponse
 from relaygate.api.validation import ChatSpec, validate_chat
-from relaygate.errors import GatewayError, UpstreamError
+from relaygate.errors import GatewayError, UpstreamError, bad_request
 from relaygate.policy.enforce import apply_token_cap
 from relaygate.policy.stream_guard import StreamBudgetGuard
 from relaygate.providers.base import JSON
 from relaygate.routing.catalog import Deployment
-from relaygate.routing.failover import Attempted, open_stream
+from relaygate.routing.classifier import classify
+from relaygate.routing.router import Attempted
 from relaygate.state import Gateway
 from relaygate.usage.cost import Usage
 from relaygate.usage.meter import completion_text
@@ -36,22 +44,46 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
     gw, principal, body = await admit(request)
     spec = validate_chat(body)
     route, deployments = resolve(gw, principal, spec.model, spec.needs)
+    complexity = None
+    if route.classify is not None:
+        # Complexity routing: the alias is allowed; the route it picks is the operator's choice.
+        complexity, _ = classify(body.get("messages") or (), route.classify.threshold)
+        chosen = route.classify.complex if complexity == "complex" else route.classify.simple
+        target = gw.catalog.resolve(chosen)
+        assert target is not None  # checked when the configuration was loaded
+        route, deployments = target, list(target.supporting(spec.needs))
+        if not deployments:
+            raise bad_request(
+                f"model '{spec.model}' chose '{chosen}' for this prompt, which does not support"
+                f" {', '.join(sorted(spec.needs - route.capabilities))}",
+                param="model",
+                code="unsupported_capability",
+            )
     max_output_tokens = apply_token_cap(body, principal.key)
+    cap = cost_cap(request)
     ledger = RequestLedger.start(
         request,
         gw,
         principal,
         endpoint="chat",
-        route=route.name,
+        route=spec.model,
         end_user=spec.end_user,
         stream=spec.stream,
     )
+    ledger.complexity = complexity
+    count_prompt = _prompt_counter(gw, body)
     deployments = await ledger.enforce(
-        principal, route, deployments, spec.needs, max_output_tokens, _prompt_counter(gw, body)
+        principal, route, deployments, spec.needs, max_output_tokens, count_prompt
     )
+    ledger.route_plan(route, deployments, max_output_tokens, count_prompt, _size_hint(body), cap)
     if spec.stream:
-        return await _stream(request, gw, body, spec, deployments, ledger)
-    return await _complete(request, gw, body, deployments, ledger)
+        return await _stream(request, gw, body, spec, ledger)
+    return await _complete(request, gw, body, ledger)
+
+
+def _size_hint(body: JSON) -> int:
+    """A cheap prompt-size estimate (characters / 4) for routes that need no exact count."""
+    return len(orjson.dumps(body.get("messages") or ())) // 4
 
 
 def _prompt_counter(gw: Gateway, body: JSON) -> Callable[[], int]:
@@ -59,20 +91,12 @@ def _prompt_counter(gw: Gateway, body: JSON) -> Callable[[], int]:
     return lambda: gw.counter.count_messages(body.get("messages") or [], body.get("tools"))
 
 
-async def _complete(
-    request: Request,
-    gw: Gateway,
-    body: JSON,
-    deployments: list[Deployment],
-    ledger: RequestLedger,
-) -> Response:
+async def _complete(request: Request, gw: Gateway, body: JSON, ledger: RequestLedger) -> Response:
     async def call(deployment: Deployment) -> JSON:
         return await deployment.provider.chat(body, deployment.model)
 
     prompt_tokens = _prompt_counter(gw, body)
-    result = await call_routed(
-        request, ledger, deployments, call, lambda: Usage(prompt_tokens=prompt_tokens())
-    )
+    result = await call_routed(request, ledger, call, lambda: Usage(prompt_tokens=prompt_tokens()))
     if result is None:
         return Response(status_code=CLIENT_CLOSED)
     if not result.get("usage"):
@@ -83,16 +107,12 @@ async def _complete(
 
 
 async def _stream(
-    request: Request,
-    gw: Gateway,
-    body: JSON,
-    spec: ChatSpec,
-    deployments: list[Deployment],
-    ledger: RequestLedger,
+    request: Request, gw: Gateway, body: JSON, spec: ChatSpec, ledger: RequestLedger
 ) -> Response | SSEResponse:
     # Failover happens before the first data frame: the client never sees a spliced answer.
     heartbeat = gw.config.server.heartbeat_interval_s
-    opening = asyncio.ensure_future(open_stream(deployments, body))
+    assert ledger.plan is not None
+    opening = asyncio.ensure_future(_open_stream(gw, ledger, body))
     try:
         await unless_disconnected(request.receive, asyncio.wait((opening,), timeout=heartbeat))
     except ClientDisconnected:
@@ -119,6 +139,31 @@ async def _stream(
         heartbeat_interval=gw.config.server.heartbeat_interval_s,
         headers=ledger.headers(),
     )
+
+
+async def _open_stream(
+    gw: Gateway, ledger: RequestLedger, body: JSON
+) -> tuple[JSON, AsyncIterator[JSON], Attempted]:
+    """Open a stream through the router: an attempt succeeds once its first chunk arrives."""
+
+    async def start(deployment: Deployment) -> tuple[JSON, AsyncIterator[JSON]]:
+        stream = aiter(deployment.provider.stream_chat(body, deployment.model))
+        try:
+            first = await anext(stream)
+        except StopAsyncIteration:
+            raise UpstreamError(
+                502, f"provider {deployment.provider_name!r} sent an empty stream", retryable=True
+            ) from None
+        except BaseException:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            raise
+        return first, stream
+
+    assert ledger.plan is not None
+    (first, stream), attempted = await gw.router.run(ledger.plan, start, ledger.deadline)
+    return first, stream, attempted
 
 
 async def _late_frames(

@@ -6,7 +6,14 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from relaygate.api.accounting import CLIENT_CLOSED, RequestLedger, admit, call_routed, resolve
+from relaygate.api.accounting import (
+    CLIENT_CLOSED,
+    RequestLedger,
+    admit,
+    call_routed,
+    cost_cap,
+    resolve,
+)
 from relaygate.api.validation import validate_embeddings
 from relaygate.config.schema import Capability
 from relaygate.providers.base import JSON
@@ -29,19 +36,18 @@ async def embeddings(request: Request) -> Response:
         end_user=end_user,
         stream=False,
     )
-    deployments = await ledger.enforce(
-        principal,
-        route,
-        deployments,
-        needs,
-        0,
-        lambda: gw.counter.count_embedding_input(body.get("input")),
-    )
+
+    def count_input() -> int:
+        return gw.counter.count_embedding_input(body.get("input"))
+
+    deployments = await ledger.enforce(principal, route, deployments, needs, 0, count_input)
+    size_hint = len(orjson.dumps(body.get("input"))) // 4
+    ledger.route_plan(route, deployments, None, count_input, size_hint, cost_cap(request))
 
     async def call(deployment: Deployment) -> JSON:
         return await deployment.provider.embed(body, deployment.model)
 
-    result = await call_routed(request, ledger, deployments, call, Usage)
+    result = await call_routed(request, ledger, call, Usage)
     if result is None:
         return Response(status_code=CLIENT_CLOSED)
     if not result.get("usage"):

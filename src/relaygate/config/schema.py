@@ -120,11 +120,92 @@ class ProviderConfig(Strict):
         return self
 
 
+class ClassifyConfig(Strict):
+    """Complexity routing: simple prompts go to one route, complex ones to another."""
+
+    simple: str = Field(min_length=1, description="Route (or provider/model) for simple prompts")
+    complex: str = Field(min_length=1, description="Route (or provider/model) for complex prompts")
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="Complexity score from which a prompt counts as complex"
+    )
+
+
 class RouteConfig(Strict):
-    """A public model name that maps to one or more provider models, tried in order."""
+    """A public model name that maps to provider models (scored), or classifies prompts."""
 
     name: str = Field(pattern=NAME)
-    targets: list[str] = Field(min_length=1, description="'provider/model' references")
+    targets: list[str] = Field(default_factory=list, description="'provider/model' references")
+    classify: ClassifyConfig | None = None
+    latency_slo_ms: float | None = Field(
+        None,
+        gt=0,
+        description="Deployments whose rolling p95 breaks this are used only if nothing else fits",
+    )
+
+    @model_validator(mode="after")
+    def _targets_or_classify(self) -> RouteConfig:
+        if bool(self.targets) == (self.classify is not None):
+            raise ValueError("a route has either targets or classify, not both, not neither")
+        return self
+
+
+class RoutingWeights(Strict):
+    """How much each signal counts when deployments are scored (lower score wins)."""
+
+    latency: float = Field(1.0, ge=0, description="log2 of p95 relative to the fastest candidate")
+    errors: float = Field(
+        4.0, ge=0, description="recent error rate (0..1), timeouts and 429s included"
+    )
+    price: float = Field(1.0, ge=0, description="expected cost relative to the cheapest candidate")
+    headroom: float = Field(0.25, ge=0, description="bonus for unused context window (0..1)")
+    order: float = Field(0.05, ge=0, description="small preference for the order written")
+
+
+class BreakerSettings(Strict):
+    """When a deployment's circuit opens and how long it cools down."""
+
+    consecutive_failures: int = Field(5, ge=1)
+    error_rate: float = Field(0.5, gt=0, le=1, description="opens above this rate in the window")
+    window_s: float = Field(30.0, gt=0)
+    min_requests: int = Field(10, ge=1, description="requests in the window before the rate counts")
+    cooldown_s: float = Field(
+        10.0, gt=0, description="first cooldown; doubles after a failed probe"
+    )
+    max_cooldown_s: float = Field(300.0, gt=0)
+
+
+class RetrySettings(Strict):
+    """Retries with jittered exponential backoff, bounded by a retry budget."""
+
+    max_attempts: int = Field(3, ge=1, le=10, description="attempts per request, all deployments")
+    backoff_base_ms: float = Field(50.0, ge=0)
+    backoff_max_ms: float = Field(2000.0, ge=0)
+    budget_ratio: float = Field(
+        0.2, ge=0, le=1, description="retries may add at most this share of requests"
+    )
+    budget_min_per_s: float = Field(1.0, ge=0, description="retries always allowed per second")
+
+
+class RoutingConfig(Strict):
+    """How a route's deployments are chosen, retried and cut off."""
+
+    strategy: Literal["score", "ordered"] = Field(
+        "score", description="'score': by latency, errors, price, headroom; 'ordered': as written"
+    )
+    weights: RoutingWeights = RoutingWeights()
+    breaker: BreakerSettings = BreakerSettings()
+    retry: RetrySettings = RetrySettings()
+    context_margin: float = Field(
+        0.05, ge=0, lt=1, description="share of a context window kept free when checking fit"
+    )
+    attempt_timeout_s: float | None = Field(
+        None, gt=0, description="cap on one attempt (default: the provider's timeouts)"
+    )
+    deadline_s: float = Field(600.0, gt=0, description="cap on a whole request, all attempts")
+    latency_samples: int = Field(200, ge=10, le=10000, description="samples kept per deployment")
+    debug_header: bool = Field(
+        False, description="send x-relaygate-route-debug with the score breakdown"
+    )
 
 
 class ServerConfig(Strict):
@@ -270,6 +351,7 @@ class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
     limits: LimitsConfig = LimitsConfig()
     budgets: BudgetsConfig = BudgetsConfig()
+    routing: RoutingConfig = RoutingConfig()
     vault: VaultConfig = VaultConfig()
     audit: AuditConfig = AuditConfig()
     privacy: PrivacyConfig = PrivacyConfig()
@@ -286,6 +368,8 @@ class GatewayConfig(Strict):
             if route.name in route_names:
                 raise ValueError(f"route {route.name!r} is declared twice")
             route_names.add(route.name)
+            if route.classify is not None:
+                continue
             for target in route.targets:
                 provider_name, _, model_name = target.partition("/")
                 provider = providers.get(provider_name)
@@ -293,5 +377,15 @@ class GatewayConfig(Strict):
                     raise ValueError(
                         f"route {route.name!r} targets {target!r}, which is not a declared"
                         " 'provider/model'"
+                    )
+        known = route_names | {f"{p.name}/{m.name}" for p in self.providers for m in p.models}
+        for route in self.routes:
+            if route.classify is None:
+                continue
+            for side in (route.classify.simple, route.classify.complex):
+                if side not in known or side == route.name:
+                    raise ValueError(
+                        f"route {route.name!r} classifies into {side!r}, which is not another"
+                        " route or a 'provider/model'"
                     )
         return self

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from relaygate.config.schema import Capability, GatewayConfig, ModelConfig
+from relaygate.config.schema import Capability, ClassifyConfig, GatewayConfig, ModelConfig
 from relaygate.providers.base import Provider
 
 
@@ -28,10 +28,12 @@ class Deployment:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """A public name and its deployments, in order of preference."""
+    """A public name and its deployments (in the order written), or a classifier's choice."""
 
     name: str
     deployments: tuple[Deployment, ...]
+    latency_slo_ms: float | None = None
+    classify: ClassifyConfig | None = None
 
     def supporting(self, needs: frozenset[Capability]) -> tuple[Deployment, ...]:
         """The deployments whose model has every capability in `needs`."""
@@ -61,7 +63,7 @@ class Catalog:
             deps: list[Deployment] = []
             for target in rc.targets:
                 deps.extend(routes[target].deployments)
-            routes[rc.name] = Route(rc.name, tuple(deps))
+            routes[rc.name] = Route(rc.name, tuple(deps), rc.latency_slo_ms, rc.classify)
         for name, deps in bare.items():
             if len(deps) == 1 and name not in routes:
                 routes[name] = Route(name, tuple(deps))

@@ -1,7 +1,7 @@
 """Count prompt and completion tokens the way OpenAI bills them.
 
 Exact for OpenAI encodings; for other model families the same encoding is an estimate (documented
-in docs/providers.md). Images count a flat per-image estimate until the routing work refines it.
+in docs/providers.md). Images count by OpenAI's tile rule (`tokens/images.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import orjson
 import tiktoken
 
 from relaygate.tokens.encodings import load_encoding
+from relaygate.tokens.images import image_part_tokens
 
 TOKENS_PER_MESSAGE = 3
 REPLY_PRIMING = 3
@@ -43,7 +44,9 @@ class TokenCounter:
                     continue
                 if part.get("type") == "text":
                     total += self.count_text(str(part.get("text", "")))
-                elif part.get("type") in {"image_url", "input_image", "image"}:
+                elif part.get("type") == "image_url":
+                    total += image_part_tokens(part)
+                elif part.get("type") in {"input_image", "image"}:
                     total += TOKENS_PER_IMAGE
         return total
 

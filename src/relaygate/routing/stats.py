@@ -1,0 +1,98 @@
+"""Rolling latency and error statistics per deployment, by prompt-size bucket.
+
+Latencies are kept as the last `samples` observations per deployment and bucket (long prompts
+behave differently from short ones); p95 is recomputed at most every 16 new samples. Error rates
+count timeouts and 429s as errors over a sliding time window. Per process: every replica learns
+from its own traffic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# Upper bounds (prompt tokens) of the buckets: short, medium, long (8K-32K), huge.
+BUCKETS = (1024, 8192, 32768)
+_RECOMPUTE_EVERY = 16
+
+
+def bucket_of(prompt_tokens: int) -> int:
+    """The index of the prompt-size bucket for `prompt_tokens`."""
+    for index, bound in enumerate(BUCKETS):
+        if prompt_tokens < bound:
+            return index
+    return len(BUCKETS)
+
+
+@dataclass(slots=True)
+class _Latencies:
+    samples: deque[float]
+    p95: float | None = None
+    since: int = 0
+
+    def add(self, seconds: float) -> None:
+        self.samples.append(seconds)
+        self.since += 1
+        if self.p95 is None or self.since >= _RECOMPUTE_EVERY:
+            ordered = sorted(self.samples)
+            self.p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+            self.since = 0
+
+
+@dataclass(slots=True)
+class _Outcomes:
+    events: deque[tuple[float, bool]] = field(default_factory=deque)
+    errors: int = 0
+
+    def add(self, now: float, ok: bool, window: float) -> None:
+        self.events.append((now, ok))
+        self.errors += not ok
+        self.trim(now, window)
+
+    def trim(self, now: float, window: float) -> None:
+        while self.events and self.events[0][0] < now - window:
+            _, ok = self.events.popleft()
+            self.errors -= not ok
+
+    def rate(self, now: float, window: float) -> tuple[float, int]:
+        self.trim(now, window)
+        total = len(self.events)
+        return (self.errors / total if total else 0.0), total
+
+
+class DeploymentStats:
+    """What the router has seen of each deployment."""
+
+    def __init__(self, samples: int, window_s: float, clock: Callable[[], float]) -> None:
+        self._samples = samples
+        self._window = window_s
+        self._clock = clock
+        self._latency: dict[tuple[str, int], _Latencies] = {}
+        self._outcomes: dict[str, _Outcomes] = {}
+
+    def observe(self, deployment: str, bucket: int, seconds: float | None, ok: bool) -> None:
+        """Record one attempt: its latency (successes only) and whether it failed."""
+        if ok and seconds is not None:
+            key = (deployment, bucket)
+            found = self._latency.get(key)
+            if found is None:
+                found = self._latency[key] = _Latencies(deque(maxlen=self._samples))
+            found.add(seconds)
+        outcomes = self._outcomes.get(deployment)
+        if outcomes is None:
+            outcomes = self._outcomes[deployment] = _Outcomes()
+        outcomes.add(self._clock(), ok, self._window)
+
+    def p95(self, deployment: str, bucket: int) -> float | None:
+        """Rolling p95 latency in seconds for this bucket (None before the first sample)."""
+        found = self._latency.get((deployment, bucket))
+        return found.p95 if found is not None else None
+
+    def error_rate(self, deployment: str) -> tuple[float, int]:
+        """Share of failed attempts in the window, and how many attempts it covers."""
+        outcomes = self._outcomes.get(deployment)
+        if outcomes is None:
+            return 0.0, 0
+        return outcomes.rate(self._clock(), self._window)

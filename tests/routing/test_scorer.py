@@ -1,0 +1,78 @@
+"""Filtering and scoring of a route's deployments."""
+
+from __future__ import annotations
+
+from relaygate.config.schema import RoutingConfig
+from relaygate.routing.breaker import MemoryBreakers
+from relaygate.routing.scorer import Features, score
+from relaygate.routing.stats import DeploymentStats, bucket_of
+from tests.routing.helpers import Clock, deployment
+
+CONFIG = RoutingConfig()
+
+
+def _tools() -> tuple[Clock, DeploymentStats, MemoryBreakers]:
+    clock = Clock()
+    stats = DeploymentStats(200, 30, clock)
+    return clock, stats, MemoryBreakers(CONFIG.breaker, stats, clock)
+
+
+def _order(plan: object) -> list[str]:
+    return [c.deployment.provider_name for c in plan.candidates]  # type: ignore[attr-defined]
+
+
+def test_context_window_and_cost_cap_filter_with_reasons() -> None:
+    _, stats, breakers = _tools()
+    small = deployment("small", window=4096)
+    big = deployment("big", window=128000, input_price=50.0)
+    features = Features(4000, 500, bucket_of(4000))
+    plan = score("r", [small, big], features, CONFIG, stats, breakers)
+    assert _order(plan) == ["big"] and plan.skipped == {"small/m": "context"}
+    capped = Features(4000, 500, bucket_of(4000), cost_cap_usd=0.01)
+    plan = score("r", [small, big], capped, CONFIG, stats, breakers)
+    assert plan.candidates == () and plan.skipped == {"small/m": "context", "big/m": "cost_cap"}
+
+
+def test_faster_cheaper_and_healthier_deployments_win() -> None:
+    _, stats, breakers = _tools()
+    a, b = deployment("a"), deployment("b")
+    features = Features(100, 100, 0)
+    for _ in range(20):
+        stats.observe("a/m", 0, 2.0, True)
+        stats.observe("b/m", 0, 0.5, True)
+    assert _order(score("r", [a, b], features, CONFIG, stats, breakers)) == ["b", "a"]
+    for _ in range(30):
+        stats.observe("b/m", 0, None, False)  # b starts failing: 60% of its recent attempts
+    assert _order(score("r", [a, b], features, CONFIG, stats, breakers)) == ["a", "b"]
+    cheap = deployment("cheap", input_price=0.1, output_price=0.2)
+    plan = score("r", [a, cheap], features, CONFIG, stats, breakers)
+    assert _order(plan)[0] == "cheap"
+    assert "price=" in plan.describe() and "a/m=" in plan.describe()
+
+
+def test_latency_is_tracked_per_prompt_size() -> None:
+    _, stats, breakers = _tools()
+    a, b = deployment("a", window=64000), deployment("b", window=64000)
+    for _ in range(20):
+        stats.observe("a/m", 0, 0.3, True)  # a is fast on short prompts...
+        stats.observe("b/m", 0, 0.6, True)
+        stats.observe("a/m", bucket_of(20000), 9.0, True)  # ...and slow on long ones
+        stats.observe("b/m", bucket_of(20000), 3.0, True)
+    assert _order(score("r", [a, b], Features(200, 100, 0), CONFIG, stats, breakers))[0] == "a"
+    long = Features(20000, 100, bucket_of(20000))
+    assert _order(score("r", [a, b], long, CONFIG, stats, breakers))[0] == "b"
+
+
+def test_a_broken_latency_slo_goes_last_and_open_circuits_are_skipped() -> None:
+    _, stats, breakers = _tools()
+    fast_pricey = deployment("fast", input_price=10.0, output_price=30.0)
+    slow_cheap = deployment("slow", input_price=0.1, output_price=0.2)
+    for _ in range(20):
+        stats.observe("fast/m", 0, 0.2, True)
+        stats.observe("slow/m", 0, 4.0, True)
+    features = Features(100, 100, 0)
+    plan = score("r", [fast_pricey, slow_cheap], features, CONFIG, stats, breakers, 1000)
+    assert _order(plan) == ["fast", "slow"] and plan.candidates[1].slo_broken
+    breakers.record("fast/m", False, retry_after=30)
+    plan = score("r", [fast_pricey, slow_cheap], features, CONFIG, stats, breakers, 1000)
+    assert _order(plan) == ["slow"] and plan.skipped == {"fast/m": "circuit_open"}
