@@ -67,6 +67,10 @@ async def test_retry_after_is_a_cooldown_and_a_failed_probe_doubles_it() -> None
     assert not router.breakers.allow("a/m")  # only one probe at a time
     router.breakers.record("a/m", False)
     assert router.breakers.cooling_for("a/m") == pytest.approx(60)  # doubled from 30
+    clock.now += 61
+    assert router.breakers.allow("a/m")
+    router.breakers.record("a/m", False, retry_after=3)  # the provider's word wins
+    assert router.breakers.cooling_for("a/m") == pytest.approx(3)
 
 
 async def test_failover_then_backoff_on_the_same_deployment() -> None:

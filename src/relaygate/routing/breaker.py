@@ -2,7 +2,7 @@
 
 A circuit opens after `consecutive_failures` failures in a row, when the error rate over the
 window passes `error_rate` (with at least `min_requests`), or when the provider says how long to
-wait (`Retry-After` on a 429 or 5xx): then it cools down for the longer of that and the cooldown.
+wait (`Retry-After` on a 429 or 5xx), which then is the cooldown; otherwise `cooldown_s`.
 After the cooldown one request is let through as a probe (half-open): success closes the circuit,
 failure opens it again for twice as long (up to `max_cooldown_s`). A route with a single
 deployment cools down too, so its requests fail fast instead of each paying the failed attempts.
@@ -100,11 +100,12 @@ class MemoryBreakers:
         )
         if not tripped:
             return
-        if circuit.probing:
+        if retry_after is not None:  # the provider said how long: that is the cooldown
+            cooldown = min(max(retry_after, 0.5), settings.max_cooldown_s)
+        elif circuit.probing:
             cooldown = min(settings.max_cooldown_s, max(circuit.cooldown, settings.cooldown_s) * 2)
         else:
             cooldown = settings.cooldown_s
-        cooldown = max(cooldown, min(retry_after or 0.0, settings.max_cooldown_s))
         self.open(deployment, self._clock() + cooldown, cooldown)
 
     def open(self, deployment: str, until: float, cooldown: float | None = None) -> None:
