@@ -1,0 +1,408 @@
+"""The routing benchmark: Relaygate's router against simple strategies on a simulated fleet.
+
+The fleet and workload are in `bench/routing_data/fleet.json`: three providers with different
+prices, latencies that grow with prompt size, lognormal noise, rate limits (429 + Retry-After),
+recurring degradation episodes (slower and error-prone for a few minutes, at a phase that depends
+on the seed) and one full outage. An hour of traffic (short prompts and 8K-32K long ones) is
+replayed in virtual time against:
+
+- `single:<provider>`: one provider, the client retrying once (after Retry-After on a 429);
+- `round-robin`: providers in turn, one failover to the next on an error;
+- `cheapest-first`: the cheapest provider, failing over by price;
+- `relaygate`: the real `relaygate.routing.router.Router` (scoring, breakers, retry budget,
+  backoff) in virtual time, with the `routing:` settings named under `routers` in the fleet file
+  (`relaygate`: defaults but a 50-sample latency window; `relaygate-latency-first`: latency and
+  errors weighted over price). The targets are checked for `relaygate`.
+
+Each strategy runs with the same seeds; the report gives p50/p95 latency (all and long prompts),
+the error rate clients see, the total cost, and its variance across seeds, then checks the
+targets against the best single provider (the one with the lowest long-prompt p95).
+
+    .venv/bin/python -m bench.routing [--seeds 5] [--seconds 3600] [--no-chart]
+    .venv/bin/python -m bench.routing --classifier     # accuracy of the complexity classifier
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import random
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from relaygate.config.schema import ModelConfig, ProviderConfig, RoutingConfig
+from relaygate.errors import UpstreamError
+from relaygate.routing.catalog import Deployment
+from relaygate.routing.router import Router
+from relaygate.routing.scorer import Features
+from relaygate.routing.stats import bucket_of
+
+ROOT = Path(__file__).resolve().parent.parent
+FLEET = ROOT / "bench" / "routing_data" / "fleet.json"
+RESULTS = ROOT / "bench" / "results"
+CHART = ROOT / "docs" / "routing-benchmark.png"
+LONG = 8000
+VIABLE_ERROR_RATE = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    at: float
+    prompt: int
+    output: int
+
+    @property
+    def long(self) -> bool:
+        return self.prompt >= LONG
+
+
+@dataclass
+class Provider:
+    """One simulated provider; its health depends on the time and the seed."""
+
+    spec: dict[str, Any]
+    rng: random.Random
+    phase: float
+    recent: deque[float] = field(default_factory=deque)
+
+    @property
+    def name(self) -> str:
+        return str(self.spec["name"])
+
+    def _episode(self, t: float) -> bool:
+        ep = self.spec["episodes"]
+        return (t + self.phase) % ep["every_s"] < ep["length_s"]
+
+    def price(self, request: Request) -> float:
+        s = self.spec
+        return (request.prompt * s["input_price"] + request.output * s["output_price"]) / 1e6
+
+    def call(self, t: float, request: Request) -> tuple[float, str | None, float | None]:
+        """(seconds, error kind or None, retry-after) of one call made at time `t`."""
+        s = self.spec
+        while self.recent and self.recent[0] < t - 60:
+            self.recent.popleft()
+        if len(self.recent) >= s["rpm"]:
+            return 0.05, "rate_limited", float(s["retry_after_s"])
+        self.recent.append(t)
+        outage = s.get("outage")
+        if outage and outage[0] <= t < outage[1]:
+            return 0.02, "unavailable", None
+        episode = self._episode(t)
+        error_rate = s["episodes"]["error_rate"] if episode else s["error_rate"]
+        base = (
+            s["ttft_s"]
+            + request.prompt / 1000 * s["prefill_s_per_1k"]
+            + request.output * s["decode_s_per_token"]
+        )
+        seconds = base * math.exp(self.rng.gauss(0, s["sigma"]))
+        if episode:
+            seconds *= s["episodes"]["latency_factor"]
+        if self.rng.random() < error_rate:
+            return seconds * self.rng.uniform(0.1, 1.0), "server_error", None
+        return seconds, None, None
+
+
+@dataclass
+class Outcome:
+    latency: float
+    ok: bool
+    cost: float
+    long: bool
+
+
+def workload(fleet: dict[str, Any], seconds: float, rng: random.Random) -> list[Request]:
+    """Poisson arrivals; short and long prompts; output sizes."""
+    out, t = [], 0.0
+    while True:
+        t += rng.expovariate(fleet["requests_per_s"])
+        if t >= seconds:
+            return out
+        long = rng.random() < fleet["long_share"]
+        low, high = fleet["long_prompt_tokens" if long else "short_prompt_tokens"]
+        out.append(
+            Request(t, int(rng.uniform(low, high)), int(rng.uniform(*fleet["output_tokens"])))
+        )
+
+
+def _providers(fleet: dict[str, Any], seed: int) -> list[Provider]:
+    phases = random.Random(seed * 7919)
+    return [
+        Provider(
+            spec, random.Random(seed * 104729 + i), phases.uniform(0, spec["episodes"]["every_s"])
+        )
+        for i, spec in enumerate(fleet["providers"])
+    ]
+
+
+def run_fixed(
+    order_for: Callable[[int, Request], list[Provider]],
+    requests: list[Request],
+    attempts: int,
+) -> list[Outcome]:
+    """A simple client: try the providers `order_for` gives, in order, `attempts` calls in all;
+    the same provider again waits for Retry-After (or 1 s)."""
+    outcomes = []
+    for index, request in enumerate(requests):
+        order = order_for(index, request)
+        elapsed, ok, cost = 0.0, False, 0.0
+        for attempt in range(attempts):
+            provider = order[attempt % len(order)]
+            seconds, error, retry_after = provider.call(request.at + elapsed, request)
+            elapsed += seconds
+            if error is None:
+                ok, cost = True, provider.price(request)
+                break
+            if attempt + 1 < attempts and order[(attempt + 1) % len(order)] is provider:
+                elapsed += retry_after or 1.0
+        outcomes.append(Outcome(elapsed, ok, cost, request.long))
+    return outcomes
+
+
+class VirtualClock:
+    """The router's clock: each request starts at its arrival time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _deployment(provider: Provider) -> Deployment:
+    s = provider.spec
+    model = ModelConfig(
+        name=s["model"],
+        context_window=s["context_window"],
+        max_output_tokens=4096,
+        input_price=s["input_price"],
+        output_price=s["output_price"],
+    )
+    config = ProviderConfig(name=s["name"], type="simulator", models=[model])
+
+    class _Named:  # the router needs only the provider's configured name
+        def __init__(self) -> None:
+            self.config = config
+
+    return Deployment(_Named(), model)  # type: ignore[arg-type]
+
+
+async def run_router(
+    providers: list[Provider], requests: list[Request], seed: int, config: RoutingConfig
+) -> list[Outcome]:
+    """The real router on the simulated fleet, in virtual time."""
+    clock = VirtualClock()
+    router = Router(config, clock=clock, sleep=clock.sleep, rng=random.Random(seed))
+    deployments = [_deployment(p) for p in providers]
+    by_name = {p.name: p for p in providers}
+    outcomes = []
+    for request in requests:
+        clock.now = request.at
+
+        async def call(deployment: Deployment, request: Request = request) -> float:
+            provider = by_name[deployment.provider_name]
+            seconds, error, retry_after = provider.call(clock.now, request)
+            clock.now += seconds
+            if error == "rate_limited":
+                raise UpstreamError(429, "rate limited", retryable=True, retry_after=retry_after)
+            if error is not None:
+                raise UpstreamError(502, error, retryable=True)
+            return provider.price(request)
+
+        features = Features(request.prompt, request.output, bucket_of(request.prompt))
+        try:
+            plan = router.plan("fleet", deployments, features)
+            cost, _ = await router.run(plan, call, request.at + config.deadline_s)
+            outcomes.append(Outcome(clock.now - request.at, True, cost, request.long))
+        except UpstreamError:
+            outcomes.append(Outcome(clock.now - request.at, False, 0.0, request.long))
+    return outcomes
+
+
+def _p(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+def summarize(outcomes: list[Outcome]) -> dict[str, float]:
+    ok = [o.latency for o in outcomes if o.ok]
+    long = [o.latency for o in outcomes if o.ok and o.long]
+    return {
+        "requests": len(outcomes),
+        "p50_s": _p(ok, 0.5),
+        "p95_s": _p(ok, 0.95),
+        "long_p50_s": _p(long, 0.5),
+        "long_p95_s": _p(long, 0.95),
+        "error_rate": sum(not o.ok for o in outcomes) / len(outcomes),
+        "cost_usd": sum(o.cost for o in outcomes),
+    }
+
+
+def run_all(fleet: dict[str, Any], seeds: int, seconds: float) -> dict[str, Any]:
+    routers = {
+        name: RoutingConfig.model_validate(settings)
+        for name, settings in fleet.get("routers", {"relaygate": {}}).items()
+    }
+    attempts = 1 + int(fleet["client_retries"])
+    per_strategy: dict[str, list[dict[str, float]]] = {}
+    for seed in range(1, seeds + 1):
+        requests = workload(fleet, seconds, random.Random(seed))
+        names = [p["name"] for p in fleet["providers"]]
+        for name in names:
+            providers = _providers(fleet, seed)
+            only = next(p for p in providers if p.name == name)
+            outcome = run_fixed(lambda _i, _r, only=only: [only], requests, attempts)
+            per_strategy.setdefault(f"single:{name}", []).append(summarize(outcome))
+        rotation = _providers(fleet, seed)
+        outcome = run_fixed(
+            lambda i, _r, ps=rotation: [ps[(i + k) % len(ps)] for k in range(len(ps))],
+            requests,
+            attempts,
+        )
+        per_strategy.setdefault("round-robin", []).append(summarize(outcome))
+        cheapest = sorted(_providers(fleet, seed), key=lambda p: p.spec["input_price"])
+        outcome = run_fixed(lambda _i, _r, ps=cheapest: ps, requests, attempts)
+        per_strategy.setdefault("cheapest-first", []).append(summarize(outcome))
+        for name, config in routers.items():
+            outcome = asyncio.run(run_router(_providers(fleet, seed), requests, seed, config))
+            per_strategy.setdefault(name, []).append(summarize(outcome))
+    table: dict[str, dict[str, float]] = {}
+    for name, runs in per_strategy.items():
+        row = {key: statistics.fmean(r[key] for r in runs) for key in runs[0]}
+        costs = [r["cost_usd"] for r in runs]
+        row["cost_variance"] = statistics.pvariance(costs)
+        row["cost_stdev_usd"] = statistics.pstdev(costs)
+        table[name] = row
+    # The baseline is the single provider one could pin production to: among those whose clients
+    # see fewer than 5% errors, the one with the lowest long-prompt p95.
+    singles = {k: v for k, v in table.items() if k.startswith("single:")}
+    viable = {k: v for k, v in singles.items() if v["error_rate"] < VIABLE_ERROR_RATE} or singles
+    best = min(viable, key=lambda k: viable[k]["long_p95_s"])
+    ours, base = table["relaygate"], table[best]
+    targets = {
+        "best_single": best,
+        "long_p95_reduction": 1 - ours["long_p95_s"] / base["long_p95_s"],
+        "error_reduction": 1 - ours["error_rate"] / base["error_rate"] if base["error_rate"] else 0,
+        "cost_variance_reduction": (
+            1 - ours["cost_variance"] / base["cost_variance"] if base["cost_variance"] else 0.0
+        ),
+        "cost_ratio": ours["cost_usd"] / base["cost_usd"],
+    }
+    targets["met"] = (
+        targets["long_p95_reduction"] >= 0.32
+        and targets["error_reduction"] >= 0.47
+        and targets["cost_variance_reduction"] >= 0.18
+        and targets["cost_ratio"] <= 1.0
+    )
+    return {"seeds": seeds, "seconds": seconds, "table": table, "targets": targets}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "| strategy | p50 s | p95 s | long p50 s | long p95 s | errors | cost USD | cost stdev |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in report["table"].items():
+        lines.append(
+            f"| {name} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | {r['long_p50_s']:.2f} |"
+            f" {r['long_p95_s']:.2f} | {r['error_rate'] * 100:.2f}% | {r['cost_usd']:.2f} |"
+            f" {r['cost_stdev_usd']:.3f} |"
+        )
+    t = report["targets"]
+    lines.append("")
+    lines.append(
+        f"Versus the best single provider ({t['best_single']}): long-prompt p95"
+        f" {t['long_p95_reduction'] * -100:+.0f}% (target -32%), client-visible errors"
+        f" {t['error_reduction'] * -100:+.0f}% (target -47%), cost variance"
+        f" {t['cost_variance_reduction'] * -100:+.0f}% (target -18%), total cost"
+        f" x{t['cost_ratio']:.2f} (target <= 1). Targets {'met' if t['met'] else 'NOT met'}."
+    )
+    return "\n".join(lines)
+
+
+def chart(report: dict[str, Any], path: Path) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: chart skipped (pip install matplotlib to draw it)"
+    table = report["table"]
+    names = list(table)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for ax, key, label in (
+        (axes[0], "long_p95_s", "long-prompt p95 latency, s"),
+        (axes[1], "error_rate", "client-visible error rate"),
+        (axes[2], "cost_usd", "total cost, USD"),
+    ):
+        colors = ["tab:green" if n.startswith("relaygate") else "tab:gray" for n in names]
+        ax.bar(range(len(names)), [table[n][key] for n in names], color=colors)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(label)
+    fig.suptitle(
+        f"Routing on a simulated fleet ({report['seeds']} seeds x {report['seconds']:.0f} s)"
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return f"chart written to {path.relative_to(ROOT)}"
+
+
+def classifier_accuracy() -> str:
+    from importlib import resources
+
+    from relaygate.routing.classifier import classify
+
+    text = (resources.files("relaygate.routing") / "data" / "complexity.jsonl").read_text()
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    started = time.perf_counter()
+    right = sum(classify([{"role": "user", "content": r["prompt"]}])[0] == r["label"] for r in rows)
+    per_call = (time.perf_counter() - started) / len(rows) * 1e6
+    return (
+        f"complexity classifier: {right}/{len(rows)} labelled prompts right"
+        f" ({right / len(rows):.1%}), {per_call:.0f} µs per prompt"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, help="simulated time (default: the fleet file's)")
+    parser.add_argument("--no-chart", action="store_true")
+    parser.add_argument("--classifier", action="store_true", help="only the classifier's accuracy")
+    args = parser.parse_args(argv)
+    if args.classifier:
+        print(classifier_accuracy())
+        return 0
+    logging.getLogger("relaygate.routing").setLevel(logging.ERROR)  # circuits open by design
+    fleet = json.loads(FLEET.read_text())
+    started = time.perf_counter()
+    report = run_all(fleet, args.seeds, args.seconds or fleet["seconds"])
+    print(markdown(report))
+    print(classifier_accuracy())
+    print(f"({time.perf_counter() - started:.1f} s)")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"routing-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"results written to {out.relative_to(ROOT)}")
+    if not args.no_chart:
+        print(chart(report, CHART))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
