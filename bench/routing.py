@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.charts import MISSING, pyplot
 from relaygate.config.schema import ModelConfig, ProviderConfig, RoutingConfig
 from relaygate.errors import UpstreamError
 from relaygate.routing.catalog import Deployment
@@ -334,13 +335,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def chart(report: dict[str, Any], path: Path) -> str:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "matplotlib is not installed: chart skipped (pip install matplotlib to draw it)"
+    plt = pyplot()
+    if plt is None:
+        return MISSING
     table = report["table"]
     names = list(table)
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))

@@ -27,6 +27,7 @@ from typing import Any
 import psutil
 
 from bench import load, procs
+from bench.charts import MISSING, pyplot
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -352,13 +353,9 @@ def table(report: dict[str, Any]) -> str:
 
 
 def chart(report: dict[str, Any], path: Path) -> str:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "matplotlib is not installed: chart skipped (pip install matplotlib to draw it)"
+    plt = pyplot()
+    if plt is None:
+        return MISSING
     results = report["results"]
     names = list(results)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))

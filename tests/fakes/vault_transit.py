@@ -187,7 +187,10 @@ class FakeVaultTransit:
             data["plaintext"] = base64.b64encode(plaintext).decode()
         return web.json_response({"data": data})
 
-    async def decrypt(self, request: web.Request) -> web.Response:
+    async def _unsealed(
+        self, request: web.Request
+    ) -> tuple[TransitKey, bytes, str | None] | web.Response:
+        """The key, plaintext and context of a decrypt or rewrap request, or its error."""
         key = self._key(request)
         if key is None:
             return _error(400, "encryption key not found")
@@ -197,17 +200,19 @@ class FakeVaultTransit:
         opened = self._open(key, str(body.get("ciphertext", "")), body.get("context"))
         if isinstance(opened, web.Response):
             return opened
-        return web.json_response({"data": {"plaintext": base64.b64encode(opened).decode()}})
+        return key, opened, body.get("context")
+
+    async def decrypt(self, request: web.Request) -> web.Response:
+        found = await self._unsealed(request)
+        if isinstance(found, web.Response):
+            return found
+        plaintext = base64.b64encode(found[1]).decode()
+        return web.json_response({"data": {"plaintext": plaintext}})
 
     async def rewrap(self, request: web.Request) -> web.Response:
-        key = self._key(request)
-        if key is None:
-            return _error(400, "encryption key not found")
-        body = await self._body(request)
-        if (bad := self._check_context(key, body)) is not None:
-            return bad
-        opened = self._open(key, str(body.get("ciphertext", "")), body.get("context"))
-        if isinstance(opened, web.Response):
-            return opened
-        ciphertext = self._seal(key, opened, body.get("context"))
+        found = await self._unsealed(request)
+        if isinstance(found, web.Response):
+            return found
+        key, plaintext, context = found
+        ciphertext = self._seal(key, plaintext, context)
         return web.json_response({"data": {"ciphertext": ciphertext, "key_version": key.latest}})
