@@ -174,7 +174,9 @@ def start_stub(
     return service, port
 
 
-def start_relaygate(workdir: Path, fast_port: int, paced_port: int) -> tuple[Service, int, str]:
+def start_relaygate(
+    workdir: Path, fast_port: int, paced_port: int, *, max_connections: int = 256
+) -> tuple[Service, int, str]:
     """Start Relaygate (one worker, default features) in front of the two stubs."""
     port = free_port()
     data_dir = workdir / "relaygate-data"
@@ -188,11 +190,13 @@ providers:
     type: openai_compatible
     base_url: http://127.0.0.1:{fast_port}/v1
     api_key: env:STUB_KEY
+    max_connections: {max_connections}
     models: [{{name: fake-gpt}}]
   - name: stubpaced
     type: openai_compatible
     base_url: http://127.0.0.1:{paced_port}/v1
     api_key: env:STUB_KEY
+    max_connections: {max_connections}
     models: [{{name: fake-gpt-paced}}]
 routes:
   - {{name: fake-gpt, targets: [stub/fake-gpt]}}
