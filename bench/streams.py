@@ -112,6 +112,13 @@ def _mib(value: int) -> float:
     return round(value / 2**20, 1)
 
 
+def _sockets(service: procs.Service) -> int:
+    """Sockets the gateway still holds (idle upstream keep-alive connections count here)."""
+    return sum(
+        len([c for c in process.net_connections(kind="tcp")]) for process in service.processes()
+    )
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = min(hard, max(soft, args.streams * 3 + 1024))
@@ -142,6 +149,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "errors": sum(1 for r in results if r.error),
                         "rss_peak_mib": _mib(sampler.peak),
                         "rss_settled_mib": _mib(settled),
+                        "open_sockets_settled": _sockets(gateway),
                     }
                 )
             cpu = gateway.cpu_seconds() - cpu_before

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from relaygate.admin.app import create_admin_app
 from relaygate.admin.context import AdminContext, AdminPrincipal, VaultAccess
-from relaygate.api import chat, embeddings, errors, health, models
+from relaygate.api import chat, embeddings, errors, health, jobs, models
 from relaygate.api.middleware import RequestIdMiddleware
 from relaygate.audit.log import AuditLog
 from relaygate.audit.signer import CheckpointSigner
@@ -31,6 +31,8 @@ from relaygate.config.loader import ConfigError, load_config
 from relaygate.config.schema import GatewayConfig
 from relaygate.config.secrets import provider_secrets, vault_references
 from relaygate.errors import GatewayError
+from relaygate.jobs.service import JobService
+from relaygate.jobs.store import JobStore
 from relaygate.limits import build_limiter
 from relaygate.policy.alerts import AlertSink
 from relaygate.privacy.pseudonym import Pseudonymizer
@@ -212,6 +214,20 @@ async def _refresh_policy(gw: Gateway) -> None:
             )
 
 
+def start_jobs(gw: Gateway, app: ASGIApp, *, runs_jobs: bool) -> JobService:
+    """The jobs service of this process (`runs_jobs`: it also executes jobs)."""
+    config = gw.config
+    return JobService.build(
+        JobStore(gw.sessions),
+        config.jobs,
+        app,
+        lambda: gw.policy,
+        redis_url=config.server.redis_url,
+        prefix=config.server.redis_prefix,
+        runs_jobs=runs_jobs or config.jobs.queue == "embedded",
+    )
+
+
 def _admin_context(gw: Gateway) -> AdminContext:
     def authenticate_admin(presented: str) -> AdminPrincipal | None:
         key = gw.policy.key_for(presented)
@@ -251,8 +267,11 @@ def _admin_context(gw: Gateway) -> AdminContext:
     )
 
 
-def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) -> ASGIApp:
-    """The ASGI app for `config`."""
+def create_app(
+    config: GatewayConfig, environ: Mapping[str, str] | None = None, *, worker: bool = False
+) -> RequestIdMiddleware:
+    """The ASGI app for `config`; `worker`: the app of `relaygate worker`, which always runs
+    jobs (and serves no socket)."""
     env = dict(os.environ if environ is None else environ)
     contexts: list[AdminContext] = []
 
@@ -265,6 +284,8 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
         app.state.gateway = gw
         contexts.append(_admin_context(gw))
         gw.usage.start()
+        gw.jobs = start_jobs(gw, app, runs_jobs=worker or config.jobs.run_in_gateway)
+        await gw.jobs.start()
         tasks = [
             asyncio.create_task(_refresh_policy(gw), name="policy-refresh"),
             asyncio.create_task(
@@ -283,6 +304,7 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await gw.jobs.aclose()
             await gw.background.aclose()
             await gw.audit.aclose()
             await gw.vault.kek.aclose()
@@ -299,6 +321,11 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
         routes=[
             Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings.embeddings, methods=["POST"]),
+            Route("/v1/jobs", jobs.create_job, methods=["POST"]),
+            Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
+            Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
+            Route("/v1/jobs/{job_id}/events", jobs.job_events, methods=["GET"]),
+            Route("/v1/jobs/{job_id}/cancel", jobs.cancel_job, methods=["POST"]),
             Route("/v1/models", models.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", models.retrieve_model, methods=["GET"]),
             Route("/healthz", health.healthz, methods=["GET"]),

@@ -1,4 +1,4 @@
-"""The `relaygate` command: serve, check-config, keys, vault, kek, audit, version."""
+"""The `relaygate` command: serve, worker, check-config, keys, vault, kek, audit, version."""
 
 from __future__ import annotations
 
@@ -61,6 +61,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve(config, config_path=args.config or os.environ.get("RELAYGATE_CONFIG"))
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from relaygate.server.worker import work
+
+    config = load_or_explain(args.config)
+    if config is None:
+        return 1
+    return work(config)
+
+
 def _cmd_keys_create(args: argparse.Namespace) -> int:
     from relaygate.server.bootstrap import create_key
 
@@ -94,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
     serve.set_defaults(func=_cmd_serve)
+    worker = sub.add_parser("worker", help="run background jobs from the shared queue")
+    worker.add_argument("--config", help="YAML configuration file (default: $RELAYGATE_CONFIG)")
+    worker.set_defaults(func=_cmd_worker)
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("path")
     check.set_defaults(func=_cmd_check_config)

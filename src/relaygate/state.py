@@ -12,6 +12,7 @@ from relaygate.audit.log import AuditLog
 from relaygate.auth.replay import ReplayGuard
 from relaygate.budgets import SpendLedger
 from relaygate.config.schema import GatewayConfig
+from relaygate.jobs.service import JobService
 from relaygate.limits import Limiter
 from relaygate.policy.alerts import AlertSink
 from relaygate.policy.snapshot import PolicySnapshot
@@ -49,6 +50,7 @@ class Gateway:
     router: Router
     redis: Any = None
     pseudonym: Pseudonymizer | None = None
+    jobs: JobService | None = None
 
     def end_user_id(self, value: str | None) -> str | None:
         """The end user as recorded: the value itself, or its pseudonym with `hash_pii`."""

@@ -23,7 +23,8 @@ import openai
 import pytest
 
 from relaygate.auth.hmac_signing import sign_request
-from tests.support.gateway import ADMIN_KEY, RunningGateway, start_gateway
+from tests.support.admin import Admin
+from tests.support.gateway import RunningGateway, start_gateway
 
 REPLY_TOKENS = 24
 
@@ -55,28 +56,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     running = start_gateway(tmp_path_factory.mktemp("policy"), _config())
     yield running
     running.stop()
-
-
-class Admin:
-    """The admin API of one gateway, as the operator."""
-
-    def __init__(self, gw: RunningGateway) -> None:
-        self.base = gw.base_url + "/admin/v1"
-        self.headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        response = httpx.request(method, self.base + path, json=body, headers=self.headers)
-        assert response.status_code < 300, response.text
-        return response.json() if response.content else None
-
-    def tenant(self, **fields: Any) -> str:
-        tenant = f"t-{uuid.uuid4().hex[:8]}"
-        self.call("POST", "/tenants", {"id": tenant, "name": tenant, **fields})
-        return tenant
-
-    def key(self, tenant: str, **fields: Any) -> dict[str, Any]:
-        created: dict[str, Any] = self.call("POST", f"/tenants/{tenant}/keys", fields)
-        return created
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from relaygate.api.body import parse_json, read_body
 from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
 from relaygate.config.schema import Capability
 from relaygate.errors import GatewayError, UpstreamError, bad_request, model_not_found
+from relaygate.jobs.inprocess import REPORT_STATE
 from relaygate.policy import enforce
 from relaygate.policy.enforce import Admission, allowed_models
 from relaygate.policy.principal import Principal
@@ -81,6 +82,7 @@ class RequestLedger:
     plan: Plan | None = None
     deadline: float = 0.0
     complexity: str | None = None
+    report: dict[str, object] | None = None
 
     @classmethod
     def start(
@@ -105,6 +107,7 @@ class RequestLedger:
             stream=stream,
             meter=UsageMeter(gw.counter),
             deadline=gw.router.clock() + _time_allowed(request, gw.config.routing.deadline_s),
+            report=request.scope["state"].get(REPORT_STATE),
         )
 
     def route_plan(
@@ -209,6 +212,13 @@ class RequestLedger:
                 latency_ms=self.meter.elapsed_ms(),
             )
         )
+        if self.report is not None:  # a background job reads what its request cost
+            self.report.update(
+                cost_usd=cost,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                provider_ms=self.meter.elapsed_ms(),
+            )
         if self.admission.lease is not None or self.admission.reservation is not None:
             self.gw.background.spawn(
                 enforce.settle(self.gw, self.admission, usage, cost), name="settle"

@@ -17,6 +17,7 @@ from relaygate.auth.failure import AuthFailed
 from relaygate.auth.hmac_signing import is_signed, verify_signed_request
 from relaygate.auth.jwt_tokens import looks_like_jwt, verify_jwt
 from relaygate.errors import GatewayError
+from relaygate.jobs.inprocess import PRINCIPAL_STATE
 from relaygate.policy.principal import Principal
 from relaygate.state import Gateway
 from relaygate.vault.scope import RequestScope, set_scope
@@ -68,16 +69,23 @@ async def _principal(request: Request, gw: Gateway, body: bytes) -> Principal:
 
 
 async def authenticate(request: Request, gw: Gateway, body: bytes = b"") -> Principal:
-    """The data-plane caller, or the generic 401; admin keys get 403 here."""
-    try:
-        principal = await _principal(request, gw, body)
-    except AuthFailed as exc:
-        log.info("authentication failed: %s", exc.reason)
-        raise unauthorized() from None
+    """The data-plane caller, or the generic 401; admin keys get 403 here.
+
+    A background job runs as the principal that created it, placed in the request scope by the
+    job runner (scope state is not reachable from HTTP)."""
+    state = request.scope.get("state") or {}
+    job_principal = state.get(PRINCIPAL_STATE)
+    if isinstance(job_principal, Principal):
+        principal = job_principal
+    else:
+        try:
+            principal = await _principal(request, gw, body)
+        except AuthFailed as exc:
+            log.info("authentication failed: %s", exc.reason)
+            raise unauthorized() from None
     if principal.kind != "tenant":
         raise GatewayError(403, "this key may not use this endpoint", code="forbidden")
     # Provider credentials held in the vault are resolved in this scope (least privilege).
-    state = request.scope.get("state") or {}
     set_scope(
         RequestScope(
             principal.tenant_id,

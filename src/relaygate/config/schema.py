@@ -345,6 +345,58 @@ class PrivacyConfig(Strict):
     )
 
 
+class JobsConfig(Strict):
+    """Background jobs (`/v1/jobs`) and how they are dispatched to workers."""
+
+    queue: Literal["embedded", "redis"] = Field(
+        "embedded",
+        description="embedded: the gateway runs jobs itself; redis: a Redis stream (taskiq)"
+        " feeds `relaygate worker` processes on any number of machines",
+    )
+    redis_url: str | None = Field(
+        None, description="Broker for queue: redis (default: server.redis_url)"
+    )
+    run_in_gateway: bool = Field(
+        True, description="Whether `relaygate serve` also executes jobs (besides any workers)"
+    )
+    concurrency: int = Field(16, ge=1, le=1000, description="Jobs run at once per process")
+    lease_s: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="A running job whose worker stops renewing its lease for"
+        " this long is given to another worker",
+    )
+    max_attempts: int = Field(
+        5, ge=1, le=50, description="Executions before a job is dead-lettered"
+    )
+    retry_base_s: float = Field(2.0, gt=0, le=3600)
+    retry_max_s: float = Field(300.0, gt=0, le=86400)
+    attempt_timeout_s: float = Field(600.0, gt=0, le=86400)
+    sweep_interval_s: float = Field(
+        5.0, gt=0, le=300, description="How often expired leases and stranded jobs are re-enqueued"
+    )
+    retention_days: int = Field(30, ge=1, description="Finished jobs are kept this long")
+
+
+class WebhooksConfig(Strict):
+    """Outbound webhooks (job results) signed with Standard Webhooks."""
+
+    attempt_timeout_s: float = Field(20.0, ge=1, le=60)
+    poll_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often due deliveries are sent"
+    )
+    concurrency: int = Field(16, ge=1, le=500)
+    disable_after_s: float = Field(
+        5 * 86400.0, gt=0, description="An endpoint failing continuously this long is disabled"
+    )
+    schedule_s: list[float] | None = Field(
+        None,
+        description="Delays between attempts (default Svix-like: 0, 5 s, 5 min, 30 min, 2 h, 5 h,"
+        " 10 h, 10 h); each gets +-20% jitter",
+    )
+
+
 class GatewayConfig(Strict):
     """The whole configuration file."""
 
@@ -355,6 +407,8 @@ class GatewayConfig(Strict):
     vault: VaultConfig = VaultConfig()
     audit: AuditConfig = AuditConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    jobs: JobsConfig = JobsConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
     providers: list[ProviderConfig] = Field(min_length=1)
     routes: list[RouteConfig] = Field(default_factory=list)
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from relaygate.policy.snapshot import KeyPolicy
 
-AuthMethod = Literal["bearer", "hmac", "jwt"]
+AuthMethod = Literal["bearer", "hmac", "jwt", "job"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,212 @@
+"""Execute one job: claim it, keep the lease alive, run the request, record the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import socket
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp
+
+from relaygate.config.schema import JobsConfig
+from relaygate.jobs import inprocess
+from relaygate.jobs.store import JobStore, Outcome
+from relaygate.policy.principal import Principal
+from relaygate.policy.snapshot import PolicySnapshot
+from relaygate.store.tables import Job
+
+log = logging.getLogger("relaygate.jobs")
+
+# Answers worth another attempt later: throttling, timeouts and upstream trouble.
+RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+class JobRunner:
+    """Runs jobs in this process; one instance per gateway or worker process."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        app: ASGIApp,
+        policy: Any,
+        config: JobsConfig,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.app = app
+        self.policy = policy  # a callable returning the current PolicySnapshot
+        self.config = config
+        self.owner = f"{socket.gethostname()[:40]}:{secrets.token_hex(6)}"
+        self.rng = rng or random.Random()
+        self.running: dict[str, asyncio.Task[inprocess.Response]] = {}
+
+    async def run(self, job_id: str) -> None:
+        """The queue's task: run `job_id` if it is still to be run (otherwise nothing)."""
+        job = await self.store.claim(job_id, self.owner, self.config.lease_s)
+        if job is None:
+            return
+        principal = self._principal(job, self.policy())
+        if principal is None:
+            await self.store.finish(
+                job,
+                self.owner,
+                _failed(None, "key_revoked", "the API key that created this job was revoked"),
+            )
+            return
+        call = asyncio.create_task(
+            inprocess.call(
+                self.app, job.url, job.body.encode(), principal, f"{job.id}.{job.attempts}"
+            ),
+            name=f"job-{job.id}",
+        )
+        self.running[job.id] = call
+        try:
+            verdict = await self._supervise(job, call)
+        finally:
+            self.running.pop(job.id, None)
+        if verdict == "lost":
+            log.warning("job %s: lease lost to another worker; result discarded", job.id)
+            return
+        if verdict == "cancelled":
+            await self.store.mark_cancelled(job.id, self.owner)
+            return
+        await self._record(job, call)
+
+    async def _supervise(self, job: Job, call: asyncio.Task[inprocess.Response]) -> str:
+        """Renew the lease until the call ends: 'done', 'lost' or 'cancelled'."""
+        interval = self.config.lease_s / 3
+        deadline = asyncio.get_running_loop().time() + self.config.attempt_timeout_s
+        while True:
+            done, _ = await asyncio.wait({call}, timeout=interval)
+            if done:
+                return "done"
+            held, cancel = await self._renew(job.id)
+            if not held or cancel or asyncio.get_running_loop().time() > deadline:
+                call.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await call
+                if not held:
+                    return "lost"
+                return "cancelled" if cancel else "done"
+
+    async def _renew(self, job_id: str) -> tuple[bool, bool]:
+        try:
+            return await self.store.renew(job_id, self.owner, self.config.lease_s)
+        except Exception as exc:  # the database blinked: keep going, the lease has slack
+            log.warning("job %s: lease renewal failed (%s)", job_id, type(exc).__name__)
+            return True, False
+
+    async def _record(self, job: Job, call: asyncio.Task[inprocess.Response]) -> None:
+        if call.cancelled():
+            outcome: Outcome | None = None
+            error = {"code": "timeout", "message": "the attempt ran out of time"}
+            status = None
+            retry_after = None
+        elif call.exception() is not None:
+            exc = call.exception()
+            log.warning("job %s: attempt failed (%s)", job.id, type(exc).__name__)
+            outcome = None
+            error = {"code": "internal_error", "message": "the attempt failed inside the gateway"}
+            status = None
+            retry_after = None
+        else:
+            response = call.result()
+            status = response.status
+            retry_after = response.headers.get("retry-after")
+            outcome = _outcome(response)
+            error = outcome.error or {}
+            if status not in RETRYABLE:
+                await self.store.finish(job, self.owner, outcome)
+                return
+        if job.attempts >= job.max_attempts:
+            message = (
+                f"gave up after {job.attempts} attempts; last error:"
+                f" {error.get('message', 'unknown')}"
+            )
+            dead = {"code": "retries_exhausted", "message": message, "last_error": error}
+            final = outcome or _failed(status, "retries_exhausted", message)
+            await self.store.finish(
+                job,
+                self.owner,
+                Outcome(
+                    "failed",
+                    final.http_status,
+                    None,
+                    dead,
+                    final.usage,
+                    final.cost_usd,
+                    final.route,
+                    final.provider_ms,
+                ),
+            )
+            return
+        await self.store.retry_later(
+            job.id, self.owner, self._delay(job.attempts, retry_after), error
+        )
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        """Full-jitter exponential backoff, never sooner than the upstream's Retry-After."""
+        cap = min(self.config.retry_max_s, self.config.retry_base_s * 2 ** (attempt - 1))
+        delay = self.rng.uniform(cap / 2, cap)
+        if retry_after is not None:
+            with contextlib.suppress(ValueError):
+                delay = max(delay, min(float(retry_after), self.config.retry_max_s))
+        return delay
+
+    @staticmethod
+    def _principal(job: Job, snapshot: PolicySnapshot) -> Principal | None:
+        if job.via == "jwt":
+            return Principal(
+                key_id=job.key_id,
+                tenant_id=job.tenant_id,
+                environment=job.environment,
+                via="job",
+                end_user=job.end_user,
+            )
+        key = snapshot.keys_by_id.get(job.key_id)
+        if key is None:
+            return None
+        return Principal.of_key(key, "job")
+
+    async def aclose(self) -> None:
+        """Stop running jobs: their leases lapse and another worker (or a restart) reruns them."""
+        for call in list(self.running.values()):
+            call.cancel()
+
+
+def _failed(status: int | None, code: str, message: str) -> Outcome:
+    return Outcome(
+        "failed", status, None, {"code": code, "message": message}, None, None, None, None
+    )
+
+
+def _outcome(response: inprocess.Response) -> Outcome:
+    """The job's result from the handler's answer (OpenAI's body as is, or its error object)."""
+    report = response.report
+    usage = None
+    if "prompt_tokens" in report:
+        usage = {
+            "prompt_tokens": report["prompt_tokens"],
+            "completion_tokens": report["completion_tokens"],
+            "total_tokens": report["prompt_tokens"] + report["completion_tokens"],
+        }
+    route = response.headers.get("x-relaygate-route")
+    provider = response.headers.get("x-relaygate-provider")
+    model = response.headers.get("x-relaygate-model")
+    served = f"{route} -> {provider}/{model}" if provider and model else route
+    cost = report.get("cost_usd")
+    provider_ms = report.get("provider_ms")
+    if response.status == 200:
+        return Outcome(
+            "succeeded", 200, bytes(response.body), None, usage, cost, served, provider_ms
+        )
+    try:
+        error = orjson.loads(response.body)["error"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        error = {"message": f"HTTP {response.status}"}
+    return Outcome("failed", response.status, None, error, usage, cost, served, provider_ms)

@@ -1,0 +1,49 @@
+"""`relaygate worker`: a process that runs background jobs and serves nothing.
+
+It builds the same application state as the gateway (providers, routing, limits, budgets,
+usage records) so a job is executed exactly as a synchronous request would be, and consumes the
+shared job queue (`jobs.queue: redis`). Start as many as needed, on any machine that reaches the
+database and Redis; SIGTERM stops one gracefully (running jobs go back to the queue when their
+leases lapse).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from starlette.applications import Starlette
+
+from relaygate.app import create_app
+from relaygate.config.schema import GatewayConfig
+
+
+async def _work(config: GatewayConfig) -> None:
+    inner = create_app(config, worker=True).app
+    assert isinstance(inner, Starlette)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with inner.router.lifespan_context(inner):
+        print(f"relaygate worker running jobs from the {config.jobs.queue} queue", flush=True)
+        await stop.wait()
+
+
+def work(config: GatewayConfig) -> int:
+    """Run jobs until SIGTERM/SIGINT. Returns the exit code."""
+    logging.basicConfig(
+        level=config.server.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if config.jobs.queue == "embedded":
+        print(
+            "relaygate worker needs a shared queue: set jobs.queue: redis (the embedded queue"
+            " runs jobs inside `relaygate serve`)",
+            file=sys.stderr,
+        )
+        return 1
+    asyncio.run(_work(config))
+    return 0

@@ -1,0 +1,161 @@
+"""A tenant's registered webhook receivers and their signing secrets.
+
+A job's `callback_url` must start with the URL of one of its tenant's enabled endpoints, so the
+gateway only calls receivers an administrator registered, and every delivery has a secret the
+receiver knows. Secrets are sealed at rest; during a rotation the old secret keeps signing
+(beside the new one) until it expires, so receivers can switch without missing a message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets as random_ids
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from relaygate.webhooks.signing import new_secret
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from relaygate.store.tables import WebhookEndpoint
+from relaygate.vault.sealer import Sealer
+
+
+def _place(endpoint_id: str) -> str:
+    return f"webhook_endpoints/{endpoint_id}/secrets"
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeys:
+    """The secrets that sign deliveries to an endpoint right now."""
+
+    secrets: tuple[str, ...]
+
+
+def seal_secrets(sealer: Sealer, endpoint_id: str, entries: list[dict[str, object]]) -> str:
+    """Seal the list of `{"secret", "expires_at"}` entries of an endpoint."""
+    return sealer.seal(orjson.dumps(entries), _place(endpoint_id))
+
+
+def open_secrets(sealer: Sealer, row: WebhookEndpoint) -> list[dict[str, object]]:
+    """Every stored secret entry of an endpoint (expired ones included)."""
+    entries: list[dict[str, object]] = orjson.loads(sealer.open(row.secrets, _place(row.id)))
+    return entries
+
+
+def active_secrets(sealer: Sealer, row: WebhookEndpoint, now: datetime) -> SigningKeys:
+    """The secrets still signing at `now`: the current one and any not yet expired."""
+    keep = []
+    for entry in open_secrets(sealer, row):
+        expires = entry.get("expires_at")
+        if expires is None or datetime.fromisoformat(str(expires)) > now:
+            keep.append(str(entry["secret"]))
+    return SigningKeys(tuple(keep))
+
+
+def parse_networks(values: Sequence[str] | None) -> list[str]:
+    """Validate private networks a tenant opens deliberately (e.g. `10.0.0.5/32`)."""
+    networks = []
+    for value in values or ():
+        try:
+            networks.append(str(ipaddress.ip_network(value, strict=False)))
+        except ValueError:
+            raise ValueError(f"'{value[:60]}' is not an IP network (e.g. 10.0.0.5/32)") from None
+    return networks
+
+
+class EndpointStore:
+    """Database access for webhook endpoints."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], sealer: Sealer) -> None:
+        self.sessions = sessions
+        self.sealer = sealer
+
+    async def create(
+        self, tenant_id: str, url: str, description: str, allow_private: Sequence[str] | None
+    ) -> tuple[WebhookEndpoint, str]:
+        """Register an endpoint; returns it and its first secret (shown once)."""
+        endpoint_id = "ep_" + random_ids.token_urlsafe(15)
+        secret = new_secret()
+        row = WebhookEndpoint(
+            id=endpoint_id,
+            tenant_id=tenant_id,
+            url=url,
+            description=description,
+            secrets=seal_secrets(
+                self.sealer, endpoint_id, [{"secret": secret, "expires_at": None}]
+            ),
+            allow_private=parse_networks(allow_private) or None,
+            created_at=datetime.now(UTC),
+        )
+        async with self.sessions() as session, session.begin():
+            session.add(row)
+        return row, secret
+
+    async def get(self, endpoint_id: str, tenant_id: str | None) -> WebhookEndpoint | None:
+        """The endpoint, or None (also when it belongs to another tenant)."""
+        async with self.sessions() as session:
+            row = await session.get(WebhookEndpoint, endpoint_id)
+        if row is None or (tenant_id is not None and row.tenant_id != tenant_id):
+            return None
+        return row
+
+    async def list(self, tenant_id: str | None) -> Sequence[WebhookEndpoint]:
+        """Endpoints of one tenant (or of all, for the operator)."""
+        query = select(WebhookEndpoint).order_by(WebhookEndpoint.created_at)
+        if tenant_id is not None:
+            query = query.where(WebhookEndpoint.tenant_id == tenant_id)
+        async with self.sessions() as session:
+            return (await session.scalars(query)).all()
+
+    async def rotate(self, row: WebhookEndpoint, overlap_s: float) -> str:
+        """A new secret; the previous ones keep signing for `overlap_s` seconds."""
+        now = datetime.now(UTC)
+        until = (now + timedelta(seconds=overlap_s)).isoformat()
+        kept: list[dict[str, object]] = []
+        for entry in open_secrets(self.sealer, row):
+            expires = entry.get("expires_at")
+            if expires is not None and datetime.fromisoformat(str(expires)) <= now:
+                continue
+            kept.append({"secret": entry["secret"], "expires_at": expires or until})
+        secret = new_secret()
+        kept.append({"secret": secret, "expires_at": None})
+        async with self.sessions() as session, session.begin():
+            stored = await session.get(WebhookEndpoint, row.id)
+            assert stored is not None
+            stored.secrets = seal_secrets(self.sealer, row.id, kept)
+        return secret
+
+    async def set_enabled(self, row: WebhookEndpoint, enabled: bool, reason: str | None) -> None:
+        """Disable (with a reason) or re-enable an endpoint."""
+        async with self.sessions() as session, session.begin():
+            stored = await session.get(WebhookEndpoint, row.id)
+            assert stored is not None
+            stored.disabled_at = None if enabled else datetime.now(UTC)
+            stored.disabled_reason = None if enabled else reason
+            stored.failing_since = None
+
+    async def match(self, tenant_id: str, callback_url: str) -> WebhookEndpoint | None:
+        """The tenant's enabled endpoint whose URL `callback_url` starts with (longest first)."""
+        best: WebhookEndpoint | None = None
+        for row in await self.list(tenant_id):
+            if row.disabled_at is not None or not covers(row.url, callback_url):
+                continue
+            if best is None or len(row.url) > len(best.url):
+                best = row
+        return best
+
+
+def covers(endpoint_url: str, callback_url: str) -> bool:
+    """Whether `callback_url` is `endpoint_url` or below it (a path or query boundary)."""
+    if callback_url == endpoint_url:
+        return True
+    if not callback_url.startswith(endpoint_url):
+        return False
+    return endpoint_url.endswith("/") or callback_url[len(endpoint_url)] in "/?"
