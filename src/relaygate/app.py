@@ -57,6 +57,7 @@ from relaygate.vault.maintenance import run_maintenance
 from relaygate.vault.master_key import load_master_key
 from relaygate.vault.records import load_vault
 from relaygate.vault.sealer import Sealer
+from relaygate.webhooks.outbox import Outbox
 
 log = logging.getLogger("relaygate")
 
@@ -217,11 +218,13 @@ async def _refresh_policy(gw: Gateway) -> None:
 def start_jobs(gw: Gateway, app: ASGIApp, *, runs_jobs: bool) -> JobService:
     """The jobs service of this process (`runs_jobs`: it also executes jobs)."""
     config = gw.config
+    outbox = gw.outbox
     return JobService.build(
         JobStore(gw.sessions),
         config.jobs,
         app,
         lambda: gw.policy,
+        on_finished=outbox.wake if outbox is not None else None,
         redis_url=config.server.redis_url,
         prefix=config.server.redis_prefix,
         runs_jobs=runs_jobs or config.jobs.queue == "embedded",
@@ -284,6 +287,8 @@ def create_app(
         app.state.gateway = gw
         contexts.append(_admin_context(gw))
         gw.usage.start()
+        gw.outbox = Outbox(gw.sessions, gw.sealer, config.webhooks)
+        contexts[0].outbox = gw.outbox
         gw.jobs = start_jobs(gw, app, runs_jobs=worker or config.jobs.run_in_gateway)
         await gw.jobs.start()
         tasks = [
@@ -296,6 +301,7 @@ def create_app(
                 run_maintenance(gw, lambda: reload_policy(gw)), name="vault-maintenance"
             ),
         ]
+        tasks.append(asyncio.create_task(gw.outbox.run(), name="webhook-outbox"))
         if isinstance(gw.router.breakers, SharedBreakers):
             tasks.append(asyncio.create_task(gw.router.breakers.run(), name="breaker-sync"))
         try:

@@ -25,6 +25,7 @@ from relaygate.tokens.counter import TokenCounter
 from relaygate.usage.recorder import UsageRecorder
 from relaygate.vault.broker import CredentialBroker
 from relaygate.vault.sealer import Sealer
+from relaygate.webhooks.outbox import Outbox
 
 
 @dataclass(slots=True)
@@ -51,6 +52,7 @@ class Gateway:
     redis: Any = None
     pseudonym: Pseudonymizer | None = None
     jobs: JobService | None = None
+    outbox: Outbox | None = None
 
     def end_user_id(self, value: str | None) -> str | None:
         """The end user as recorded: the value itself, or its pseudonym with `hash_pii`."""

@@ -23,6 +23,7 @@ from relaygate.admin import (
     tenants,
     usage,
     vault,
+    webhooks,
 )
 from relaygate.admin.audit_trail import AuditTrail
 from relaygate.admin.context import AdminContext
@@ -130,7 +131,18 @@ def create_admin_app(context: Callable[[], AdminContext]) -> FastAPI:
         },
     )
     app.state.context = context
-    for module in (tenants, environments, keys, limits, budgets, issuers, events, usage, vault):
+    for module in (
+        tenants,
+        environments,
+        keys,
+        limits,
+        budgets,
+        issuers,
+        events,
+        usage,
+        vault,
+        webhooks,
+    ):
         app.include_router(module.router, responses=_ERRORS)
     app.add_middleware(AuditTrail, context=context)
     app.add_middleware(AdminGuard, context=context, public=frozenset({OPENAPI_PATH}))

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from relaygate.audit.log import AuditLog
     from relaygate.config.schema import VaultConfig
     from relaygate.vault.kms.base import KeyEncryptionKey
+    from relaygate.webhooks.outbox import Outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class AdminContext:
     authenticate_admin: Callable[[str], AdminPrincipal | None]
     vault: VaultAccess | None = None
     audit: AuditLog | None = None
+    outbox: Outbox | None = None
 
 
 @dataclass(frozen=True, slots=True)

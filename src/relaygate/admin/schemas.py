@@ -461,3 +461,84 @@ class AdminIdentity(BaseModel):
 
     key_id: str
     tenant_id: str | None
+
+
+class EndpointCreate(Body):
+    """A webhook receiver of a tenant. Job callback URLs must start with `url`."""
+
+    url: Annotated[str, Field(min_length=8, max_length=2048)]
+    description: Annotated[str, Field(max_length=500)] = ""
+    allow_private: Annotated[
+        list[Annotated[str, Field(max_length=64)]] | None,
+        Field(
+            max_length=32,
+            description="Private networks this endpoint may resolve into (e.g. a WordPress on"
+            " 10.0.0.5/32); everything non-public is refused otherwise",
+        ),
+    ] = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from relaygate.webhooks.ssrf import check_url_shape
+
+        check_url_shape(value)
+        return value
+
+    @field_validator("allow_private")
+    @classmethod
+    def _networks(cls, value: list[str] | None) -> list[str] | None:
+        from relaygate.webhooks.endpoints import parse_networks
+
+        return parse_networks(value) if value is not None else None
+
+
+class EndpointPatch(Body):
+    """Enable or disable an endpoint."""
+
+    enabled: Flag
+
+
+class EndpointRotate(Body):
+    """A new secret; the old ones keep signing for `overlap_s` seconds."""
+
+    overlap_s: Annotated[int, Strict(), Field(ge=0, le=7 * 86400)] = 86400
+
+
+class EndpointOut(BaseModel):
+    """A webhook endpoint (its secrets are never shown again after creation or rotation)."""
+
+    id: str
+    tenant_id: str
+    url: str
+    description: str
+    allow_private: list[str] | None
+    created_at: UtcDateTime
+    disabled_at: UtcDateTime | None
+    disabled_reason: str | None
+    secret: str | None = Field(None, description="Only in the answer that created the secret")
+
+
+class MessageOut(BaseModel):
+    """A webhook message and where it stands."""
+
+    id: str
+    endpoint_id: str
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: UtcDateTime
+    created_at: UtcDateTime
+    delivered_at: UtcDateTime | None
+    last_error: str | None
+
+
+class AttemptOut(BaseModel):
+    """One delivery attempt (the receiver's body is never stored)."""
+
+    attempt: int
+    at: UtcDateTime
+    status_code: int | None
+    latency_ms: float
+    outcome: str
+    error: str | None

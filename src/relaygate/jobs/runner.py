@@ -8,6 +8,7 @@ import logging
 import random
 import secrets
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -35,6 +36,7 @@ class JobRunner:
         app: ASGIApp,
         policy: Any,
         config: JobsConfig,
+        on_finished: Callable[[], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
@@ -44,6 +46,7 @@ class JobRunner:
         self.owner = f"{socket.gethostname()[:40]}:{secrets.token_hex(6)}"
         self.rng = rng or random.Random()
         self.running: dict[str, asyncio.Task[inprocess.Response]] = {}
+        self.on_finished = on_finished
 
     async def run(self, job_id: str) -> None:
         """The queue's task: run `job_id` if it is still to be run (otherwise nothing)."""
@@ -76,6 +79,8 @@ class JobRunner:
             await self.store.mark_cancelled(job.id, self.owner)
             return
         await self._record(job, call)
+        if self.on_finished is not None:
+            self.on_finished()
 
     async def _supervise(self, job: Job, call: asyncio.Task[inprocess.Response]) -> str:
         """Renew the lease until the call ends: 'done', 'lost' or 'cancelled'."""

@@ -46,9 +46,11 @@ class JobService:
         redis_url: str | None,
         prefix: str,
         runs_jobs: bool,
+        on_finished: Callable[[], None] | None = None,
     ) -> JobService:
-        """Wire a service; `runs_jobs` says whether this process executes jobs."""
-        runner = JobRunner(store, app, policy, config) if runs_jobs else None
+        """Wire a service; `runs_jobs` says whether this process executes jobs;
+        `on_finished` is called after a job finished here (the webhook outbox wakes up)."""
+        runner = JobRunner(store, app, policy, config, on_finished) if runs_jobs else None
         dispatcher = build_dispatcher(
             config, redis_url, prefix, runner.run if runner is not None else None
         )

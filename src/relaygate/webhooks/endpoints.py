@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from relaygate.webhooks.signing import new_secret
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaygate.store.tables import WebhookEndpoint
 from relaygate.vault.sealer import Sealer
+from relaygate.webhooks.signing import new_secret
 
 
 def _place(endpoint_id: str) -> str:

@@ -1,0 +1,1 @@
+"""Outbound webhooks: endpoints, Standard Webhooks signatures, an SSRF-safe sender, the outbox."""
