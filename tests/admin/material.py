@@ -11,7 +11,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from relaygate.store.tables import UsageRecord
+from relaygate.store.tables import UsageRecord, WebhookMessage
 
 
 def _public(private_key: Any) -> str:
@@ -90,4 +90,22 @@ def usage_row(
         latency_ms=1.0,
         status=status,
         outcome="ok" if status < 400 else "error",
+    )
+
+
+def webhook_message_row(message_id: str, tenant: str, endpoint_id: str) -> WebhookMessage:
+    """A delivered webhook message, as the outbox leaves it."""
+    now = datetime.now(UTC)
+    return WebhookMessage(
+        id=message_id,
+        tenant_id=tenant,
+        endpoint_id=endpoint_id,
+        url="https://wp.example/hooks",
+        event_type="job.succeeded",
+        payload="{}",
+        status="delivered",
+        attempts=1,
+        next_attempt_at=now,
+        created_at=now,
+        delivered_at=now,
     )

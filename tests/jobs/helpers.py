@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
 import httpx
 
+from tests.fakes.openai import API_KEY as FAKE_KEY
 from tests.support.gateway import RunningGateway, suite_config
 
 FAST_JOBS = {
@@ -59,3 +63,30 @@ def wait_finished(
             return job
         assert time.monotonic() < deadline, f"job still {job['status']}: {job}"
         time.sleep(0.1)
+
+
+def start_worker(gw: RunningGateway, name: str = "worker") -> subprocess.Popen[bytes]:
+    """A `relaygate worker` process sharing the gateway's configuration, data and database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAYGATE_")}
+    env.update(
+        {
+            "RELAYGATE_DATA_DIR": str(gw.data_dir),
+            "PYTHONUNBUFFERED": "1",
+            "FAKE_OPENAI_KEY": FAKE_KEY,
+        }
+    )
+    log = (gw.data_dir.parent / f"{name}.log").open("ab")
+    config = gw.data_dir.parent / "relaygate.yaml"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "relaygate", "worker", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    log_path = gw.data_dir.parent / f"{name}.log"
+    while b"relaygate worker running" not in log_path.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker did not start:\n{log_path.read_text()}")
+        time.sleep(0.05)
+    return process
