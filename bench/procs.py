@@ -175,9 +175,16 @@ def start_stub(
 
 
 def start_relaygate(
-    workdir: Path, fast_port: int, paced_port: int, *, max_connections: int = 256
+    workdir: Path,
+    fast_port: int,
+    paced_port: int,
+    *,
+    max_connections: int = 256,
+    server_yaml: str = "",
+    extra_yaml: str = "",
 ) -> tuple[Service, int, str]:
-    """Start Relaygate (one worker, default features) in front of the two stubs."""
+    """Start Relaygate (one worker, default features) in front of the two stubs;
+    `server_yaml` adds lines to its `server:` section, `extra_yaml` whole sections."""
     port = free_port()
     data_dir = workdir / "relaygate-data"
     data_dir.mkdir(exist_ok=True)
@@ -185,7 +192,7 @@ def start_relaygate(
     config.write_text(
         f"""server:
   workers: 1
-providers:
+{server_yaml}providers:
   - name: stub
     type: openai_compatible
     base_url: http://127.0.0.1:{fast_port}/v1
@@ -201,7 +208,7 @@ providers:
 routes:
   - {{name: fake-gpt, targets: [stub/fake-gpt]}}
   - {{name: fake-gpt-paced, targets: [stubpaced/fake-gpt-paced]}}
-"""
+{extra_yaml}"""
     )
     key = random_key()
     env = dict(os.environ)
@@ -216,6 +223,21 @@ routes:
     service = start("relaygate", argv, env, workdir)
     wait_ready(service, f"http://127.0.0.1:{port}/readyz", 60)
     return service, port, key
+
+
+def start_worker(workdir: Path, name: str) -> Service:
+    """A `relaygate worker` sharing the configuration and data of `start_relaygate`'s gateway."""
+    env = dict(os.environ)
+    env.update(RELAYGATE_DATA_DIR=str(workdir / "relaygate-data"), STUB_KEY="stub-key")
+    relaygate = Path(sys.executable).parent / "relaygate"
+    argv = [str(relaygate), "worker", "--config", str(workdir / "relaygate.yaml")]
+    service = start(name, argv, env, workdir)
+    deadline = time.monotonic() + 60
+    while b"relaygate worker running" not in service.log.read_bytes():
+        if service.popen.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start:\n{service.log_tail()}")
+        time.sleep(0.1)
+    return service
 
 
 def litellm_venv(cache_dir: Path) -> Path:
