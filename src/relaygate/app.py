@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from relaygate.admin.app import create_admin_app
 from relaygate.admin.context import AdminContext, AdminPrincipal, VaultAccess
-from relaygate.api import chat, embeddings, errors, health, jobs, models
+from relaygate.api import chat, embeddings, errors, health, jobs, models, streams
 from relaygate.api.middleware import RequestIdMiddleware
 from relaygate.audit.log import AuditLog
 from relaygate.audit.signer import CheckpointSigner
@@ -47,6 +47,9 @@ from relaygate.state import Gateway
 from relaygate.store.database import create_engine, migrate_async, sessionmaker
 from relaygate.store.snapshot import load_snapshot, policy_version
 from relaygate.store.spend import spend_seed
+from relaygate.streams.memory import MemoryStreamStore
+from relaygate.streams.redis_store import RedisStreamStore
+from relaygate.streams.store import StreamStore
 from relaygate.tokens.counter import TokenCounter
 from relaygate.usage.journal import journal_directory, replay_journal
 from relaygate.usage.recorder import UsageRecorder
@@ -215,6 +218,21 @@ async def _refresh_policy(gw: Gateway) -> None:
             )
 
 
+def stream_store(config: GatewayConfig, client: redis.Redis | None) -> StreamStore:
+    """Where resumable streams keep their events."""
+    settings = config.streams
+    use_redis = settings.store == "redis" or (settings.store == "auto" and client is not None)
+    if use_redis:
+        if client is None:
+            raise ConfigError("streams", ["streams.store: redis needs server.redis_url"])
+        # Blocking reads need a longer socket timeout than the 0.5 s of the shared client.
+        blocking = redis.Redis.from_url(
+            config.server.redis_url or "", socket_connect_timeout=0.5, socket_timeout=30
+        )
+        return RedisStreamStore(blocking, config.server.redis_prefix, settings.max_events)
+    return MemoryStreamStore(settings.max_events)
+
+
 def start_jobs(gw: Gateway, app: ASGIApp, *, runs_jobs: bool) -> JobService:
     """The jobs service of this process (`runs_jobs`: it also executes jobs)."""
     config = gw.config
@@ -287,6 +305,7 @@ def create_app(
         app.state.gateway = gw
         contexts.append(_admin_context(gw))
         gw.usage.start()
+        gw.streams = stream_store(config, gw.redis)
         gw.outbox = Outbox(gw.sessions, gw.sealer, config.webhooks)
         contexts[0].outbox = gw.outbox
         gw.jobs = start_jobs(gw, app, runs_jobs=worker or config.jobs.run_in_gateway)
@@ -311,6 +330,8 @@ def create_app(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await gw.jobs.aclose()
+            if gw.streams is not None:
+                await gw.streams.aclose()
             await gw.background.aclose()
             await gw.audit.aclose()
             await gw.vault.kek.aclose()
@@ -332,6 +353,8 @@ def create_app(
             Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
             Route("/v1/jobs/{job_id}/events", jobs.job_events, methods=["GET"]),
             Route("/v1/jobs/{job_id}/cancel", jobs.cancel_job, methods=["POST"]),
+            Route("/v1/streams/{stream_id}", streams.resume, methods=["GET"]),
+            Route("/v1/streams/{stream_id}", streams.stop, methods=["DELETE"]),
             Route("/v1/models", models.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", models.retrieve_model, methods=["GET"]),
             Route("/healthz", health.healthz, methods=["GET"]),

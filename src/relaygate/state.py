@@ -21,6 +21,7 @@ from relaygate.providers.base import Provider
 from relaygate.routing.catalog import Catalog
 from relaygate.routing.router import Router
 from relaygate.server.background import Background
+from relaygate.streams.store import StreamStore
 from relaygate.tokens.counter import TokenCounter
 from relaygate.usage.recorder import UsageRecorder
 from relaygate.vault.broker import CredentialBroker
@@ -53,6 +54,7 @@ class Gateway:
     pseudonym: Pseudonymizer | None = None
     jobs: JobService | None = None
     outbox: Outbox | None = None
+    streams: StreamStore | None = None
 
     def end_user_id(self, value: str | None) -> str | None:
         """The end user as recorded: the value itself, or its pseudonym with `hash_pii`."""

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from relaygate.api import streams
 from relaygate.api.accounting import (
     CLIENT_CLOSED,
     RequestLedger,
@@ -76,6 +78,13 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
         principal, route, deployments, spec.needs, max_output_tokens, count_prompt
     )
     ledger.route_plan(route, deployments, max_output_tokens, count_prompt, _size_hint(body), cap)
+    if streams.wants_resumable(request):
+        if not spec.stream:
+            raise bad_request(
+                "x-relaygate-resumable applies to streaming requests (stream: true)",
+                param=streams.RESUMABLE_HEADER,
+            )
+        return await _resumable(gw, body, spec, ledger)
     if spec.stream:
         return await _stream(request, gw, body, spec, ledger)
     return await _complete(request, gw, body, ledger)
@@ -141,6 +150,36 @@ async def _stream(
     )
 
 
+async def _resumable(gw: Gateway, body: JSON, spec: ChatSpec, ledger: RequestLedger) -> SSEResponse:
+    """A stream that keeps generating without its client, its events kept for resuming."""
+    failures: list[UpstreamError] = []
+
+    async def produce(append: Callable[[bytes], Awaitable[bool]], opened: asyncio.Event) -> None:
+        try:
+            first, chunks, ledger.attempted = await _open_stream(gw, ledger, body)
+        except UpstreamError as exc:
+            ledger.finish(Usage(), exc.status, "upstream_error")
+            failures.append(exc)
+            await append(_frame(exc.body()))
+            return
+        finally:
+            opened.set()
+        frames = _frames(gw, body, spec, first, chunks, ledger)
+        try:
+            async for frame in frames:
+                if not await append(frame):
+                    break  # DELETE /v1/streams/{id}: the usage so far is recorded
+        finally:
+            await frames.aclose()
+
+    stream_id, opened, _task = await streams.start(gw, ledger.principal.tenant_id, produce)
+    # Like a plain stream, the headers name the deployment when it answers within a heartbeat.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(opened.wait(), gw.config.server.heartbeat_interval_s)
+    failure = failures[0] if failures and opened.is_set() else None
+    return streams.response(gw, stream_id, ledger.headers(), failure)
+
+
 async def _open_stream(
     gw: Gateway, ledger: RequestLedger, body: JSON
 ) -> tuple[JSON, AsyncIterator[JSON], Attempted]:
@@ -200,7 +239,7 @@ async def _frames(
     first: JSON,
     chunks: AsyncIterator[JSON],
     ledger: RequestLedger,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     meter = ledger.meter
     outcome, status = "cancelled", CLIENT_CLOSED
     guard = (

@@ -397,6 +397,20 @@ class WebhooksConfig(Strict):
     )
 
 
+class StreamsConfig(Strict):
+    """Resumable streams (`x-relaygate-resumable: true` on a streaming request)."""
+
+    store: Literal["auto", "memory", "redis"] = Field(
+        "auto",
+        description="Where events are kept: memory (this process), redis (any replica can"
+        " resume); auto: redis when server.redis_url is set",
+    )
+    ttl_s: float = Field(
+        600.0, ge=1, le=86400, description="How long events are kept after the last one"
+    )
+    max_events: int = Field(20000, ge=10, le=1_000_000, description="Events kept per stream")
+
+
 class GatewayConfig(Strict):
     """The whole configuration file."""
 
@@ -409,6 +423,7 @@ class GatewayConfig(Strict):
     privacy: PrivacyConfig = PrivacyConfig()
     jobs: JobsConfig = JobsConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
+    streams: StreamsConfig = StreamsConfig()
     providers: list[ProviderConfig] = Field(min_length=1)
     routes: list[RouteConfig] = Field(default_factory=list)
 
