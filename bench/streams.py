@@ -22,6 +22,7 @@ import asyncio
 import json
 import resource
 import statistics
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -119,6 +120,19 @@ def _sockets(service: procs.Service) -> int:
     )
 
 
+def _malloc_trim(service: procs.Service) -> int:
+    """Ask glibc to hand free heap pages back (through gdb): what remains is live memory."""
+    for process in service.processes():
+        subprocess.run(
+            ["gdb", "-p", str(process.pid), "-batch", "-ex", "call (int) malloc_trim(0)"],
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+    time.sleep(1)
+    return service.rss_bytes()
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = min(hard, max(soft, args.streams * 3 + 1024))
@@ -152,6 +166,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "open_sockets_settled": _sockets(gateway),
                     }
                 )
+                if args.trim:
+                    rounds[-1]["rss_after_malloc_trim_mib"] = _mib(_malloc_trim(gateway))
             cpu = gateway.cpu_seconds() - cpu_before
         finally:
             gateway.stop()
@@ -188,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument("--interval-ms", type=float, default=2000.0)
     parser.add_argument("--settle-s", type=float, default=10.0)
+    parser.add_argument(
+        "--trim",
+        action="store_true",
+        help="after each round, call malloc_trim(0) in the gateway through gdb (diagnostic)",
+    )
     parser.add_argument(
         "--rounds",
         type=int,

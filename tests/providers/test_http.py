@@ -107,10 +107,12 @@ async def test_stall_between_chunks_is_504_even_across_tasks(base_url: str) -> N
 async def test_total_deadline_holds_across_tasks(base_url: str) -> None:
     client = _client(base_url, total=0.5, between_chunks=10)
     try:
-        events = client.stream_events("/stall", {}, {"stall": "3"})
+        # The stall (5 s) outlasts the wait (4 s), the deadline (0.5 s) fires well
+        # before either: a loaded machine cannot blur the three.
+        events = client.stream_events("/stall", {}, {"stall": "5"})
         await asyncio.create_task(anext(events))
         with pytest.raises(UpstreamError) as info:
-            await asyncio.wait_for(anext(events), 2)
+            await asyncio.wait_for(anext(events), 4)
         assert info.value.status == 504
     finally:
         await client.aclose()
