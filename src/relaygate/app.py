@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from relaygate.admin.app import create_admin_app
 from relaygate.admin.context import AdminContext, AdminPrincipal, VaultAccess
-from relaygate.api import chat, embeddings, errors, health, jobs, models, streams
+from relaygate.api import batches, chat, embeddings, errors, health, jobs, models, streams
 from relaygate.api.middleware import RequestIdMiddleware
 from relaygate.audit.log import AuditLog
 from relaygate.audit.signer import CheckpointSigner
@@ -353,6 +353,15 @@ def create_app(
             Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
             Route("/v1/jobs/{job_id}/events", jobs.job_events, methods=["GET"]),
             Route("/v1/jobs/{job_id}/cancel", jobs.cancel_job, methods=["POST"]),
+            Route("/v1/files", batches.upload_file, methods=["POST"]),
+            Route("/v1/files", batches.list_files, methods=["GET"]),
+            Route("/v1/files/{file_id}", batches.retrieve_file, methods=["GET"]),
+            Route("/v1/files/{file_id}", batches.delete_file, methods=["DELETE"]),
+            Route("/v1/files/{file_id}/content", batches.file_content, methods=["GET"]),
+            Route("/v1/batches", batches.create_batch, methods=["POST"]),
+            Route("/v1/batches", batches.list_batches, methods=["GET"]),
+            Route("/v1/batches/{batch_id}", batches.retrieve_batch, methods=["GET"]),
+            Route("/v1/batches/{batch_id}/cancel", batches.cancel_batch, methods=["POST"]),
             Route("/v1/streams/{stream_id}", streams.resume, methods=["GET"]),
             Route("/v1/streams/{stream_id}", streams.stop, methods=["DELETE"]),
             Route("/v1/models", models.list_models, methods=["GET"]),

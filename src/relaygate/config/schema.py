@@ -411,6 +411,14 @@ class StreamsConfig(Strict):
     max_events: int = Field(20000, ge=10, le=1_000_000, description="Events kept per stream")
 
 
+class BatchesConfig(Strict):
+    """OpenAI-compatible files and batches (lines run as jobs)."""
+
+    max_file_bytes: int = Field(
+        100 * 1024 * 1024, ge=1024, le=2**31, description="Largest input file accepted"
+    )
+
+
 class GatewayConfig(Strict):
     """The whole configuration file."""
 
@@ -424,6 +432,7 @@ class GatewayConfig(Strict):
     jobs: JobsConfig = JobsConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
     streams: StreamsConfig = StreamsConfig()
+    batches: BatchesConfig = BatchesConfig()
     providers: list[ProviderConfig] = Field(min_length=1)
     routes: list[RouteConfig] = Field(default_factory=list)
 

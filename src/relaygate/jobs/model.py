@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 import orjson
 
 from relaygate.errors import GatewayError, bad_request
 from relaygate.store.tables import Job
+from relaygate.store.timestamps import unix
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
@@ -51,7 +51,7 @@ class JobRequest:
         callback = payload.get("callback_url")
         if callback is not None and (not isinstance(callback, str) or len(callback) > 2048):
             raise bad_request("callback_url must be a URL string", param="callback_url")
-        return cls(url, body, callback, _metadata(payload.get("metadata")))
+        return cls(url, body, callback, metadata_of(payload.get("metadata")))
 
     def digest(self) -> str:
         """What an Idempotency-Key is bound to: the same key with another request is a 422."""
@@ -61,7 +61,7 @@ class JobRequest:
         return hashlib.sha256(canonical).hexdigest()
 
 
-def _metadata(value: Any) -> dict[str, str] | None:
+def metadata_of(value: Any) -> dict[str, str] | None:
     # OpenAI's metadata rules: up to 16 string pairs, keys <= 64 and values <= 512 characters.
     if value is None:
         return None
@@ -76,10 +76,6 @@ def _metadata(value: Any) -> dict[str, str] | None:
     return dict(value)
 
 
-def _ts(value: datetime | None) -> int | None:
-    return int(value.timestamp()) if value is not None else None
-
-
 def etag(job: Job) -> str:
     """A strong validator: it changes whenever anything in the job changes."""
     return f'"{job.id}.{job.version}"'
@@ -92,9 +88,9 @@ def view(job: Job) -> dict[str, Any]:
         "object": "job",
         "status": job.status,
         "url": job.url,
-        "created_at": _ts(job.created_at),
-        "started_at": _ts(job.started_at),
-        "finished_at": _ts(job.finished_at),
+        "created_at": unix(job.created_at),
+        "started_at": unix(job.started_at),
+        "finished_at": unix(job.finished_at),
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
         "callback_url": job.callback_url,

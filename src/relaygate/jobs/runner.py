@@ -46,10 +46,17 @@ class JobRunner:
         self.owner = f"{socket.gethostname()[:40]}:{secrets.token_hex(6)}"
         self.rng = rng or random.Random()
         self.running: dict[str, asyncio.Task[inprocess.Response]] = {}
+        # Brokers may hand over more jobs than that at once (taskiq's in-memory broker does):
+        # a job waiting here stays queued in its row, free for another worker to claim.
+        self.slots = asyncio.Semaphore(config.concurrency)
         self.on_finished = on_finished
 
     async def run(self, job_id: str) -> None:
         """The queue's task: run `job_id` if it is still to be run (otherwise nothing)."""
+        async with self.slots:
+            await self._run(job_id)
+
+    async def _run(self, job_id: str) -> None:
         job = await self.store.claim(job_id, self.owner, self.config.lease_s)
         if job is None:
             return

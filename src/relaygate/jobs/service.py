@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp
 
+from relaygate.batches.store import BatchStore
 from relaygate.config.schema import JobsConfig
 from relaygate.jobs.dispatch import TaskiqDispatcher, build_dispatcher
 from relaygate.jobs.runner import JobRunner
@@ -30,6 +31,7 @@ class JobService:
         runner: JobRunner | None,
     ) -> None:
         self.store = store
+        self.batches = BatchStore(store.sessions)
         self.config = config
         self.dispatcher = dispatcher
         self.runner = runner
@@ -79,6 +81,7 @@ class JobService:
         due = await self.store.due(stale_s)
         for job_id in due:
             await self.dispatcher.kick(job_id)
+        await self.batches.finalize_ready()
         return len(due)
 
     async def _sweep_forever(self) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from relaygate.errors import GatewayError
 from relaygate.jobs.model import FINISHED, JobRequest, not_found, view
 from relaygate.store.tables import Job, WebhookMessage
+from relaygate.store.timestamps import utc
 
 
 def now_utc() -> datetime:
@@ -164,7 +165,8 @@ class JobStore:
         created_before: datetime | None = None,
     ) -> Sequence[Job]:
         """The tenant's jobs, newest first; `after` is the last id of the previous page."""
-        query = select(Job).where(Job.tenant_id == tenant_id)
+        # Lines of batches are listed with their batch, not here.
+        query = select(Job).where(Job.tenant_id == tenant_id, Job.batch_id.is_(None))
         if status is not None:
             query = query.where(Job.status == status)
         if created_after is not None:
@@ -295,6 +297,7 @@ class JobStore:
                 .values(
                     status="cancelled",
                     finished_at=now_utc(),
+                    error={"code": "cancelled", "message": "cancelled while it was running"},
                     lease_owner=None,
                     lease_expires_at=None,
                     version=Job.version + 1,
@@ -400,9 +403,7 @@ class JobStore:
 def _queue_ms(job: Job) -> float | None:
     if job.started_at is None:
         return None
-    started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=UTC)
-    created = job.created_at if job.created_at.tzinfo else job.created_at.replace(tzinfo=UTC)
-    return round((started - created).total_seconds() * 1000, 1)
+    return round((utc(job.started_at) - utc(job.created_at)).total_seconds() * 1000, 1)
 
 
 def event_payload(job: Job) -> bytes:

@@ -27,10 +27,6 @@ def _place(endpoint_id: str) -> str:
     return f"webhook_endpoints/{endpoint_id}/secrets"
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 @dataclass(frozen=True, slots=True)
 class SigningKeys:
     """The secrets that sign deliveries to an endpoint right now."""

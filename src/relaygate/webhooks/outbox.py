@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaygate.config.schema import WebhooksConfig
 from relaygate.store.tables import WebhookAttempt, WebhookEndpoint, WebhookMessage
+from relaygate.store.timestamps import utc
 from relaygate.vault.sealer import Sealer
 from relaygate.webhooks import schedule, sender, signing
 from relaygate.webhooks.endpoints import active_secrets
@@ -31,10 +32,6 @@ from relaygate.webhooks.ssrf import Destination
 log = logging.getLogger("relaygate.webhooks")
 
 Deliver = Callable[..., Awaitable[sender.Outcome]]
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +184,7 @@ class Outbox:
             return Step("dead", None, "the receiver answered 410 Gone")
         if outcome.kind == "failed":
             return Step("dead", None, None)
-        failing_since = _utc(endpoint.failing_since) if endpoint.failing_since else now
+        failing_since = utc(endpoint.failing_since) if endpoint.failing_since else now
         if (now - failing_since).total_seconds() > self.config.disable_after_s:
             return Step("dead", None, "failing continuously for too long")
         delay = schedule.next_delay(message.attempts + 1, self.rng, self.delays)

@@ -1,0 +1,200 @@
+"""OpenAI's Files and Batch APIs, so the SDK's batch flow works unchanged:
+upload a JSONL file, create a batch, poll it, download the output and error files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message
+
+from relaygate.api.authn import authenticate
+from relaygate.api.body import parse_json, read_body
+from relaygate.batches.files import FileStore, file_view, new_file
+from relaygate.batches.lines import parse_lines
+from relaygate.batches.store import WINDOWS, BatchStore, batch_view
+from relaygate.errors import GatewayError, bad_request
+from relaygate.jobs.model import ENDPOINTS, metadata_of
+from relaygate.jobs.store import Owner
+from relaygate.state import Gateway, gateway
+
+KICK_AT_ONCE = 500  # the sweeper queues the rest of a large batch, a few hundred at a time
+
+
+def _json(payload: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+
+def _file_missing(file_id: str) -> GatewayError:
+    return GatewayError(404, f"no file with id '{file_id[:64]}'", code="file_not_found")
+
+
+def _page_args(request: Request, default: int = 20) -> tuple[int, str | None]:
+    try:
+        limit = int(request.query_params.get("limit", str(default)))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 10000:
+        raise bad_request("limit must be an integer from 1 to 10000", param="limit")
+    return limit, request.query_params.get("after")
+
+
+def _listing(items: list[dict[str, Any]], more: bool) -> Response:
+    return _json(
+        {
+            "object": "list",
+            "data": items,
+            "first_id": items[0]["id"] if items else None,
+            "last_id": items[-1]["id"] if items else None,
+            "has_more": more,
+        }
+    )
+
+
+async def upload_file(request: Request) -> Response:
+    """POST /v1/files (multipart: `file`, `purpose=batch`)."""
+    gw = gateway(request)
+    limit = gw.config.batches.max_file_bytes
+    raw = await read_body(request, limit, gw.config.server.body_timeout_s * 10)
+    principal = await authenticate(request, gw, raw)
+
+    async def replay() -> Message:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise bad_request("upload the file as multipart/form-data", param="file")
+    async with Request(request.scope, replay).form(
+        max_files=1, max_fields=8, max_part_size=1024
+    ) as form:
+        purpose = form.get("purpose")
+        upload = form.get("file")
+        if purpose != "batch":
+            raise bad_request("purpose must be 'batch'", param="purpose")
+        if not isinstance(upload, UploadFile):
+            raise bad_request("a file part named 'file' is required", param="file")
+        content = await upload.read()
+        name = (upload.filename or "upload.jsonl")[:255]
+    row = await FileStore(gw.sessions).add(new_file(principal.tenant_id, "batch", name, content))
+    return _json(file_view(row))
+
+
+async def _file(request: Request) -> tuple[Gateway, FileStore, Any]:
+    gw = gateway(request)
+    principal = await authenticate(request, gw)
+    store = FileStore(gw.sessions)
+    file_id = request.path_params["file_id"]
+    row = await store.get(file_id, principal.tenant_id)
+    if row is None:
+        raise _file_missing(file_id)
+    return gw, store, row
+
+
+async def retrieve_file(request: Request) -> Response:
+    """GET /v1/files/{id}."""
+    _gw, _store, row = await _file(request)
+    return _json(file_view(row))
+
+
+async def file_content(request: Request) -> Response:
+    """GET /v1/files/{id}/content: the bytes as uploaded or written."""
+    _gw, _store, row = await _file(request)
+    return Response(row.content, media_type="application/octet-stream")
+
+
+async def delete_file(request: Request) -> Response:
+    """DELETE /v1/files/{id}."""
+    _gw, store, row = await _file(request)
+    await store.delete(row.id, row.tenant_id)
+    return _json({"id": row.id, "object": "file", "deleted": True})
+
+
+async def list_files(request: Request) -> Response:
+    """GET /v1/files?purpose=&limit=&after=."""
+    gw = gateway(request)
+    principal = await authenticate(request, gw)
+    limit, after = _page_args(request, 100)
+    rows = await FileStore(gw.sessions).page(
+        principal.tenant_id, request.query_params.get("purpose"), limit + 1, after
+    )
+    return _listing([file_view(r) for r in rows[:limit]], len(rows) > limit)
+
+
+async def create_batch(request: Request) -> Response:
+    """POST /v1/batches: validate the input file and queue one job per line."""
+    gw = gateway(request)
+    server = gw.config.server
+    raw = await read_body(request, server.max_body_bytes, server.body_timeout_s)
+    principal = await authenticate(request, gw, raw)
+    body = parse_json(raw)
+    endpoint = body.get("endpoint")
+    if endpoint not in ENDPOINTS:
+        raise bad_request(
+            f"endpoint must be one of {', '.join(sorted(ENDPOINTS))}", param="endpoint"
+        )
+    window = body.get("completion_window")
+    if window not in WINDOWS:
+        raise bad_request("completion_window must be '24h'", param="completion_window")
+    file_id = body.get("input_file_id")
+    if not isinstance(file_id, str):
+        raise bad_request("input_file_id is required", param="input_file_id")
+    unknown = sorted(set(body) - {"endpoint", "completion_window", "input_file_id", "metadata"})
+    if unknown:
+        raise bad_request(f"unknown field '{unknown[0]}'", param=unknown[0])
+    metadata = metadata_of(body.get("metadata"))
+    source = await FileStore(gw.sessions).get(file_id, principal.tenant_id)
+    if source is None or source.purpose != "batch":
+        raise bad_request(f"no batch input file with id '{file_id[:64]}'", param="input_file_id")
+    lines, errors = parse_lines(source.content, endpoint)
+    owner = Owner(
+        principal.tenant_id,
+        principal.environment,
+        principal.key_id,
+        principal.via,
+        principal.end_user,
+    )
+    if gw.jobs is None:
+        raise GatewayError(503, "background jobs are not enabled on this gateway")
+    batch, job_ids = await BatchStore(gw.sessions).create(
+        owner, endpoint, file_id, window, metadata, lines, errors, gw.config.jobs.max_attempts
+    )
+    for job_id in job_ids[:KICK_AT_ONCE]:
+        await gw.jobs.submit(job_id)
+    return _json(batch_view(batch, {}))
+
+
+async def _batch_of(request: Request) -> tuple[Gateway, Any]:
+    gw = gateway(request)
+    principal = await authenticate(request, gw)
+    batch_id = request.path_params["batch_id"]
+    if request.method == "POST":
+        return gw, await BatchStore(gw.sessions).cancel(batch_id, principal.tenant_id)
+    batch = await BatchStore(gw.sessions).get(batch_id, principal.tenant_id)
+    if batch is None:
+        raise GatewayError(404, f"no batch with id '{batch_id[:64]}'", code="batch_not_found")
+    return gw, batch
+
+
+async def retrieve_batch(request: Request) -> Response:
+    """GET /v1/batches/{id}: status, progress counts, files, cost."""
+    gw, batch = await _batch_of(request)
+    return _json(batch_view(batch, await BatchStore(gw.sessions).counts(batch.id)))
+
+
+async def cancel_batch(request: Request) -> Response:
+    """POST /v1/batches/{id}/cancel."""
+    gw, batch = await _batch_of(request)
+    return _json(batch_view(batch, await BatchStore(gw.sessions).counts(batch.id)))
+
+
+async def list_batches(request: Request) -> Response:
+    """GET /v1/batches?limit=&after=."""
+    gw = gateway(request)
+    principal = await authenticate(request, gw)
+    limit, after = _page_args(request)
+    store = BatchStore(gw.sessions)
+    rows = await store.page(principal.tenant_id, limit + 1, after)
+    items = [batch_view(b, await store.counts(b.id)) for b in rows[:limit]]
+    return _listing(items, len(rows) > limit)
