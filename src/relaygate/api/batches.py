@@ -13,6 +13,7 @@ from starlette.types import Message
 
 from relaygate.api.authn import authenticate
 from relaygate.api.body import parse_json, read_body
+from relaygate.api.listing import page_args, page_response
 from relaygate.batches.files import FileStore, file_view, new_file
 from relaygate.batches.lines import parse_lines
 from relaygate.batches.store import WINDOWS, BatchStore, batch_view
@@ -30,28 +31,6 @@ def _json(payload: object, status: int = 200) -> Response:
 
 def _file_missing(file_id: str) -> GatewayError:
     return GatewayError(404, f"no file with id '{file_id[:64]}'", code="file_not_found")
-
-
-def _page_args(request: Request, default: int = 20) -> tuple[int, str | None]:
-    try:
-        limit = int(request.query_params.get("limit", str(default)))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 10000:
-        raise bad_request("limit must be an integer from 1 to 10000", param="limit")
-    return limit, request.query_params.get("after")
-
-
-def _listing(items: list[dict[str, Any]], more: bool) -> Response:
-    return _json(
-        {
-            "object": "list",
-            "data": items,
-            "first_id": items[0]["id"] if items else None,
-            "last_id": items[-1]["id"] if items else None,
-            "has_more": more,
-        }
-    )
 
 
 async def upload_file(request: Request) -> Response:
@@ -115,11 +94,11 @@ async def list_files(request: Request) -> Response:
     """GET /v1/files?purpose=&limit=&after=."""
     gw = gateway(request)
     principal = await authenticate(request, gw)
-    limit, after = _page_args(request, 100)
+    limit, after = page_args(request, 100, 10000)
     rows = await FileStore(gw.sessions).page(
         principal.tenant_id, request.query_params.get("purpose"), limit + 1, after
     )
-    return _listing([file_view(r) for r in rows[:limit]], len(rows) > limit)
+    return page_response([file_view(r) for r in rows[:limit]], len(rows) > limit)
 
 
 async def create_batch(request: Request) -> Response:
@@ -148,13 +127,7 @@ async def create_batch(request: Request) -> Response:
     if source is None or source.purpose != "batch":
         raise bad_request(f"no batch input file with id '{file_id[:64]}'", param="input_file_id")
     lines, errors = parse_lines(source.content, endpoint)
-    owner = Owner(
-        principal.tenant_id,
-        principal.environment,
-        principal.key_id,
-        principal.via,
-        principal.end_user,
-    )
+    owner = Owner.of(principal)
     if gw.jobs is None:
         raise GatewayError(503, "background jobs are not enabled on this gateway")
     batch, job_ids = await BatchStore(gw.sessions).create(
@@ -193,8 +166,8 @@ async def list_batches(request: Request) -> Response:
     """GET /v1/batches?limit=&after=."""
     gw = gateway(request)
     principal = await authenticate(request, gw)
-    limit, after = _page_args(request)
+    limit, after = page_args(request, 20, 100)
     store = BatchStore(gw.sessions)
     rows = await store.page(principal.tenant_id, limit + 1, after)
     items = [batch_view(b, await store.counts(b.id)) for b in rows[:limit]]
-    return _listing(items, len(rows) > limit)
+    return page_response(items, len(rows) > limit)

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from relaygate.api.accounting import admit
 from relaygate.api.authn import authenticate
+from relaygate.api.listing import page_args, page_response
 from relaygate.api.sse import SSEResponse
 from relaygate.errors import GatewayError, bad_request
 from relaygate.jobs.model import FINISHED, JobRequest, etag, not_found, view
@@ -68,13 +69,7 @@ async def create_job(request: Request) -> Response:
                 code="unregistered_callback_url",
             )
         endpoint_id = endpoint.id
-    owner = Owner(
-        principal.tenant_id,
-        principal.environment,
-        principal.key_id,
-        principal.via,
-        principal.end_user,
-    )
+    owner = Owner.of(principal)
     job, created = await service.store.create(
         owner, spec, key, gw.config.jobs.max_attempts, endpoint_id
     )
@@ -122,16 +117,10 @@ async def get_job(request: Request) -> Response:
 
 async def cancel_job(request: Request) -> Response:
     """POST /v1/jobs/{id}/cancel: queued jobs stop now, running ones at their next heartbeat."""
-    gw = gateway(request)
-    principal = await authenticate(request, gw)
-    service = _service(gw)
-    job_id = request.path_params["job_id"]
-    job = await service.store.get(job_id, principal.tenant_id)
-    if job is None:
-        raise not_found(job_id)
+    _gw, service, job = await _owned(request)
     if job.status in FINISHED:
         raise GatewayError(409, f"job is already {job.status}", code="job_finished")
-    job = await service.store.cancel(job_id, principal.tenant_id)
+    job = await service.store.cancel(job.id, job.tenant_id)
     return _json(view(job), headers={"etag": etag(job)})
 
 
@@ -150,34 +139,19 @@ async def list_jobs(request: Request) -> Response:
     gw = gateway(request)
     principal = await authenticate(request, gw)
     service = _service(gw)
-    params = request.query_params
-    status = params.get("status")
+    status = request.query_params.get("status")
     if status is not None and status not in STATUSES:
         raise bad_request(f"status must be one of {', '.join(sorted(STATUSES))}", param="status")
-    try:
-        limit = int(params.get("limit", "20"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 100:
-        raise bad_request("limit must be an integer from 1 to 100", param="limit")
+    limit, after = page_args(request, 20, 100)
     jobs = await service.store.page(
         principal.tenant_id,
         status=status,
-        after=params.get("after"),
+        after=after,
         limit=limit + 1,
         created_after=_time_param(request, "created_after"),
         created_before=_time_param(request, "created_before"),
     )
-    page = [view(job) for job in jobs[:limit]]
-    return _json(
-        {
-            "object": "list",
-            "data": page,
-            "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None,
-            "has_more": len(jobs) > limit,
-        }
-    )
+    return page_response([view(job) for job in jobs[:limit]], len(jobs) > limit)
 
 
 async def job_events(request: Request) -> SSEResponse:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaygate.errors import GatewayError
 from relaygate.jobs.model import FINISHED, JobRequest, not_found, view
+from relaygate.policy.principal import Principal
 from relaygate.store.tables import Job, WebhookMessage
 from relaygate.store.timestamps import utc
 
@@ -49,6 +50,17 @@ class Owner:
     key_id: str
     via: str
     end_user: str | None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Owner:
+        """The owner of work created by `principal`."""
+        return cls(
+            principal.tenant_id,
+            principal.environment,
+            principal.key_id,
+            principal.via,
+            principal.end_user,
+        )
 
 
 @dataclass(frozen=True, slots=True)
