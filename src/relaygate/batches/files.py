@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relaygate.store.paging import newest_first
 from relaygate.store.tables import StoredFile
 from relaygate.store.timestamps import unix
 
@@ -64,16 +65,7 @@ class FileStore:
         if purpose is not None:
             query = query.where(StoredFile.purpose == purpose)
         async with self.sessions() as session:
-            if after is not None:
-                cursor = await session.get(StoredFile, after)
-                if cursor is not None and cursor.tenant_id == tenant_id:
-                    query = query.where(StoredFile.created_at <= cursor.created_at).where(
-                        StoredFile.id != cursor.id
-                    )
-            rows = await session.scalars(
-                query.order_by(StoredFile.created_at.desc(), StoredFile.id.desc()).limit(limit)
-            )
-            return rows.all()
+            return await newest_first(session, StoredFile, query, tenant_id, after, limit)
 
     async def delete(self, file_id: str, tenant_id: str) -> bool:
         async with self.sessions() as session, session.begin():

@@ -20,6 +20,7 @@ from relaygate.batches.files import new_file
 from relaygate.batches.lines import Line
 from relaygate.errors import GatewayError
 from relaygate.jobs.store import Owner, new_job_id
+from relaygate.store.paging import newest_first
 from relaygate.store.tables import Batch, Job
 from relaygate.store.timestamps import unix
 
@@ -143,16 +144,7 @@ class BatchStore:
     async def page(self, tenant_id: str, limit: int, after: str | None) -> Sequence[Batch]:
         query = select(Batch).where(Batch.tenant_id == tenant_id)
         async with self.sessions() as session:
-            if after is not None:
-                cursor = await session.get(Batch, after)
-                if cursor is not None and cursor.tenant_id == tenant_id:
-                    query = query.where(Batch.created_at <= cursor.created_at).where(
-                        Batch.id != cursor.id
-                    )
-            rows = await session.scalars(
-                query.order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit)
-            )
-            return rows.all()
+            return await newest_first(session, Batch, query, tenant_id, after, limit)
 
     async def cancel(self, batch_id: str, tenant_id: str) -> Batch:
         """Stop a batch: queued lines are cancelled now, running ones at their next renewal;

@@ -15,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaygate.errors import GatewayError
 from relaygate.jobs.model import FINISHED, JobRequest, not_found, view
 from relaygate.policy.principal import Principal
+from relaygate.store.paging import newest_first
 from relaygate.store.tables import Job, WebhookMessage
 from relaygate.store.timestamps import utc
 
@@ -186,20 +187,7 @@ class JobStore:
         if created_before is not None:
             query = query.where(Job.created_at < created_before)
         async with self.sessions() as session:
-            if after is not None:
-                cursor = await session.get(Job, after)
-                if cursor is None or cursor.tenant_id != tenant_id:
-                    raise GatewayError(400, "unknown cursor in 'after'", param="after")
-                query = query.where(
-                    or_(
-                        Job.created_at < cursor.created_at,
-                        and_(Job.created_at == cursor.created_at, Job.id < cursor.id),
-                    )
-                )
-            rows = await session.scalars(
-                query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
-            )
-            return rows.all()
+            return await newest_first(session, Job, query, tenant_id, after, limit)
 
     async def cancel(self, job_id: str, tenant_id: str) -> Job:
         """Cancel a queued job now; ask a running one to stop (its worker notices on renewal)."""
