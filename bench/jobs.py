@@ -65,9 +65,25 @@ async def drive(
         return await asyncio.gather(*tasks)
 
 
-def _statuses(database: Path) -> dict[str, int]:
-    with sqlite3.connect(database) as db:
-        return dict(db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())
+def _rows(database: Path, url: str | None, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of `sql` from the gateway's database (its SQLite file, or PostgreSQL)."""
+    if url is None:
+        with sqlite3.connect(database) as db:
+            return db.execute(sql).fetchall()
+    import asyncpg
+
+    async def fetch() -> list[tuple[Any, ...]]:
+        connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            return [tuple(r) for r in await connection.fetch(sql)]
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())
+
+
+def _statuses(database: Path, url: str | None) -> dict[str, int]:
+    return dict(_rows(database, url, "SELECT status, COUNT(*) FROM jobs GROUP BY status"))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -76,8 +92,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stub, stub_port = procs.start_stub("stub", work, delay_ms=0, chunks=1, interval_ms=0)
         workers: list[procs.Service] = []
         server_yaml = extra_yaml = ""
-        if args.workers:
-            server_yaml = (
+        if args.database_url:
+            server_yaml += f"  database_url: {args.database_url}\n"
+        if args.workers or args.intake_only:
+            server_yaml += (
                 f"  redis_url: {args.redis_url}\n  redis_prefix: 'bench{time.time_ns()}:'\n"
             )
             extra_yaml = "jobs:\n  queue: redis\n  run_in_gateway: false\n"
@@ -92,19 +110,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 created = {job_id for _, status, job_id in results if job_id}
                 database = work / "relaygate-data" / "relaygate.db"
                 drain_started = time.monotonic()
-                while True:
-                    statuses = _statuses(database)
+                while not args.intake_only:
+                    statuses = _statuses(database, args.database_url)
                     if statuses.get("queued", 0) + statuses.get("running", 0) == 0:
                         break
                     if time.monotonic() - drain_started > args.drain_timeout_s:
                         break
                     time.sleep(0.5)
                 drain_s = time.monotonic() - drain_started
-                with sqlite3.connect(database) as db:
-                    finished = {
-                        row[0]
-                        for row in db.execute("SELECT id FROM jobs WHERE status = 'succeeded'")
-                    }
+                # Intake only: a job counts once its row exists (nothing executes it).
+                kept = "SELECT id FROM jobs" + (
+                    "" if args.intake_only else " WHERE status = 'succeeded'"
+                )
+                finished = {row[0] for row in _rows(database, args.database_url, kept)}
+                statuses = _statuses(database, args.database_url)
             finally:
                 for worker in workers:
                     worker.stop()
@@ -122,6 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "create_p50_ms": round(percentile(latencies, 50), 2),
         "create_p99_ms": round(percentile(latencies, 99), 2),
         "create_max_ms": round(max(latencies), 2) if latencies else None,
+        "intake_only": args.intake_only,
         "succeeded": len(created & finished),
         "lost": len(created - finished),
         "statuses": statuses,
@@ -135,7 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=0, help="0: jobs run in the gateway")
     parser.add_argument("--drain-timeout-s", type=float, default=300.0)
+    parser.add_argument(
+        "--intake-only",
+        action="store_true",
+        help="queue on Redis with no worker: measures job creation alone",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--database-url",
+        help="an empty PostgreSQL database (postgresql+asyncpg://...) instead of SQLite",
+    )
     args = parser.parse_args(argv)
     report = run(args)
     print(json.dumps(report, indent=2))

@@ -376,6 +376,13 @@ class JobsConfig(Strict):
     sweep_interval_s: float = Field(
         5.0, gt=0, le=300, description="How often expired leases and stranded jobs are re-enqueued"
     )
+    requeue_after_s: float = Field(
+        300.0,
+        ge=1,
+        le=86400,
+        description="A job still queued this long after it was handed to the queue is handed"
+        " over again (covers a broker that lost its messages)",
+    )
     retention_days: int = Field(30, ge=1, description="Finished jobs are kept this long")
 
 

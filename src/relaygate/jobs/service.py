@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 from starlette.types import ASGIApp
 
@@ -14,7 +15,7 @@ from relaygate.batches.store import BatchStore
 from relaygate.config.schema import JobsConfig
 from relaygate.jobs.dispatch import TaskiqDispatcher, build_dispatcher
 from relaygate.jobs.runner import JobRunner
-from relaygate.jobs.store import JobStore
+from relaygate.jobs.store import JobStore, now_utc
 from relaygate.policy.snapshot import PolicySnapshot
 
 log = logging.getLogger("relaygate.jobs")
@@ -73,15 +74,17 @@ class JobService:
             )
 
     async def sweep(self, stale_s: float | None = None) -> int:
-        """Expired leases back to the queue, then every due queued job not queued in the last
-        `stale_s` seconds (default: one lease)."""
+        """Expired leases back to the queue, then every due queued job not handed to the queue
+        in the last `stale_s` seconds (default `requeue_after_s`: a backlog waiting in the
+        broker is not queued twice)."""
         await self.store.expire_leases()
         if stale_s is None:
-            stale_s = max(self.config.lease_s, self.config.sweep_interval_s)
+            stale_s = self.config.requeue_after_s
         due = await self.store.due(stale_s)
         for job_id in due:
             await self.dispatcher.kick(job_id)
         await self.batches.finalize_ready()
+        await self.store.purge(now_utc() - timedelta(days=self.config.retention_days))
         return len(due)
 
     async def _sweep_forever(self) -> None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -369,6 +369,24 @@ class JobStore:
             if ids:
                 await session.execute(update(Job).where(Job.id.in_(ids)).values(kicked_at=moment))
             return ids
+
+    async def purge(self, finished_before: datetime, limit: int = 1000) -> int:
+        """Delete finished jobs (not lines of batches) that ended before `finished_before`."""
+        async with self.sessions() as session, session.begin():
+            ids = list(
+                await session.scalars(
+                    select(Job.id)
+                    .where(
+                        Job.status.in_(sorted(FINISHED)),
+                        Job.batch_id.is_(None),
+                        Job.finished_at < finished_before,
+                    )
+                    .limit(limit)
+                )
+            )
+            if ids:
+                await session.execute(delete(Job).where(Job.id.in_(ids)))
+            return len(ids)
 
     async def requeue(self, job_id: str, tenant_id: str | None) -> Job:
         """An operator's second chance for a failed or cancelled job: queued, attempts reset."""

@@ -27,7 +27,10 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url)
+        # One connection: SQLite has one writer at a time, and several connections of the same
+        # process would queue for it in SQLite's busy handler, which sleeps in steps of up to
+        # 100 ms. Through one connection, statements queue in order, without sleeping.
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
