@@ -76,3 +76,39 @@ def test_a_broken_latency_slo_goes_last_and_open_circuits_are_skipped() -> None:
     breakers.record("fast/m", False, retry_after=30)
     plan = score("r", [fast_pricey, slow_cheap], features, CONFIG, stats, breakers, 1000)
     assert _order(plan) == ["slow"] and plan.skipped == {"fast/m": "circuit_open"}
+
+
+def test_a_deployment_that_slows_down_loses_its_lead_within_a_few_requests() -> None:
+    clock, stats, breakers = _tools()
+    a, b = deployment("a", window=64000), deployment("b", window=64000)
+    for _ in range(40):
+        stats.observe("a/m", 0, 0.5, True)
+        stats.observe("b/m", 0, 0.6, True)
+        stats.observe("a/m", bucket_of(20000), 5.0, True)
+        stats.observe("b/m", bucket_of(20000), 6.0, True)
+    short, long = Features(100, 100, 0), Features(20000, 100, bucket_of(20000))
+    assert _order(score("r", [a, b], short, CONFIG, stats, breakers))[0] == "a"
+    for _ in range(4):  # a becomes four times slower on short prompts: its p95 has not moved yet
+        clock.now += 1
+        stats.observe("a/m", 0, 2.0, True)
+    assert stats.p95("a/m", 0) == 0.5
+    assert _order(score("r", [a, b], short, CONFIG, stats, breakers))[0] == "b"
+    # The slowdown is the deployment's, so long prompts avoid it too.
+    assert _order(score("r", [a, b], long, CONFIG, stats, breakers))[0] == "b"
+    clock.now += 5 * CONFIG.slowdown_half_life_s  # nothing new observed: a gets another chance
+    assert _order(score("r", [a, b], short, CONFIG, stats, breakers))[0] == "a"
+
+
+def test_long_prompts_can_be_weighted_differently() -> None:
+    _, stats, breakers = _tools()
+    fast = deployment("fast", window=64000, input_price=3.0, output_price=12.0)
+    cheap = deployment("cheap", window=64000, input_price=0.4, output_price=1.6)
+    for size in (200, 20000):
+        for _ in range(20):
+            stats.observe("fast/m", bucket_of(size), 0.5 + size / 10000, True)
+            stats.observe("cheap/m", bucket_of(size), 0.6 + size / 5000, True)
+    short, long = Features(200, 100, 0), Features(20000, 100, bucket_of(20000))
+    assert _order(score("r", [fast, cheap], long, CONFIG, stats, breakers))[0] == "cheap"
+    tuned = RoutingConfig.model_validate({"long_prompt_weights": {"latency": 4, "price": 0.25}})
+    assert _order(score("r", [fast, cheap], long, tuned, stats, breakers))[0] == "fast"
+    assert _order(score("r", [fast, cheap], short, tuned, stats, breakers))[0] == "cheap"

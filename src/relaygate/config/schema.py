@@ -193,6 +193,10 @@ class RoutingConfig(Strict):
         "score", description="'score': by latency, errors, price, headroom; 'ordered': as written"
     )
     weights: RoutingWeights = RoutingWeights()
+    long_prompt_weights: RoutingWeights | None = Field(
+        None,
+        description="weights for prompts of 8,192 tokens or more (default: `weights`)",
+    )
     breaker: BreakerSettings = BreakerSettings()
     retry: RetrySettings = RetrySettings()
     context_margin: float = Field(
@@ -203,6 +207,11 @@ class RoutingConfig(Strict):
     )
     deadline_s: float = Field(600.0, gt=0, description="cap on a whole request, all attempts")
     latency_samples: int = Field(200, ge=10, le=10000, description="samples kept per deployment")
+    slowdown_half_life_s: float = Field(
+        30.0,
+        gt=0,
+        description="how fast a deployment's recent slowdown (vs its median) is forgotten",
+    )
     debug_header: bool = Field(
         False, description="send x-relaygate-route-debug with the score breakdown"
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from relaygate.config.schema import RoutingConfig
 from relaygate.routing.breaker import Breakers
 from relaygate.routing.catalog import Deployment
-from relaygate.routing.stats import DeploymentStats
+from relaygate.routing.stats import LONG_BUCKET, DeploymentStats
 
 EXPECTED_OUTPUT_TOKENS = 256  # when the request sets no max_tokens
 
@@ -120,7 +120,14 @@ def score(
         )
         return Plan(route, candidates, skipped, features)
     weights = config.weights
-    p95s = {key_of(d): stats.p95(key_of(d), features.bucket) for _, d, _, _ in fitting}
+    if config.long_prompt_weights is not None and features.bucket >= LONG_BUCKET:
+        weights = config.long_prompt_weights
+    p95s = {}
+    for _, deployment, _, _ in fitting:
+        name = key_of(deployment)
+        p95 = stats.p95(name, features.bucket)
+        # A deployment that has lately been slower than usual is expected to stay so for a while.
+        p95s[name] = p95 * 2 ** stats.slowdown(name) if p95 else None
     known = [p for p in p95s.values() if p]
     fastest = min(known) if known else None
     cheapest = min(c for _, _, c, _ in fitting)

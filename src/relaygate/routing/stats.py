@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 # Upper bounds (prompt tokens) of the buckets: short, medium, long (8K-32K), huge.
 BUCKETS = (1024, 8192, 32768)
+LONG_BUCKET = 2  # prompts of 8,192 tokens or more
 _RECOMPUTE_EVERY = 16
+_SLOWDOWN_ALPHA = 0.3
 
 
 def bucket_of(prompt_tokens: int) -> int:
@@ -30,6 +32,7 @@ def bucket_of(prompt_tokens: int) -> int:
 class _Latencies:
     samples: deque[float]
     p95: float | None = None
+    p50: float | None = None
     since: int = 0
 
     def add(self, seconds: float) -> None:
@@ -38,7 +41,25 @@ class _Latencies:
         if self.p95 is None or self.since >= _RECOMPUTE_EVERY:
             ordered = sorted(self.samples)
             self.p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+            self.p50 = ordered[len(ordered) // 2]
             self.since = 0
+
+
+@dataclass(slots=True)
+class _Slowdown:
+    """How much slower than its own median a deployment has been lately (log2, smoothed)."""
+
+    log2_ratio: float = 0.0
+    at: float = 0.0
+
+    def add(self, log2_ratio: float, now: float, half_life: float) -> None:
+        self.log2_ratio = self.value(now, half_life)
+        self.log2_ratio += _SLOWDOWN_ALPHA * (log2_ratio - self.log2_ratio)
+        self.at = now
+
+    def value(self, now: float, half_life: float) -> float:
+        """Fades towards 0 while nothing is observed, so a shunned deployment gets retried."""
+        return self.log2_ratio * 0.5 ** ((now - self.at) / half_life)
 
 
 @dataclass(slots=True)
@@ -65,12 +86,20 @@ class _Outcomes:
 class DeploymentStats:
     """What the router has seen of each deployment."""
 
-    def __init__(self, samples: int, window_s: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        samples: int,
+        window_s: float,
+        clock: Callable[[], float],
+        slowdown_half_life_s: float = 30.0,
+    ) -> None:
         self._samples = samples
         self._window = window_s
         self._clock = clock
+        self._half_life = slowdown_half_life_s
         self._latency: dict[tuple[str, int], _Latencies] = {}
         self._outcomes: dict[str, _Outcomes] = {}
+        self._slowdown: dict[str, _Slowdown] = {}
 
     def observe(self, deployment: str, bucket: int, seconds: float | None, ok: bool) -> None:
         """Record one attempt: its latency (successes only) and whether it failed."""
@@ -79,6 +108,12 @@ class DeploymentStats:
             found = self._latency.get(key)
             if found is None:
                 found = self._latency[key] = _Latencies(deque(maxlen=self._samples))
+            if found.p50:
+                slowdown = self._slowdown.get(deployment)
+                if slowdown is None:
+                    slowdown = self._slowdown[deployment] = _Slowdown()
+                ratio = max(seconds, 1e-6) / found.p50
+                slowdown.add(math.log2(ratio), self._clock(), self._half_life)
             found.add(seconds)
         outcomes = self._outcomes.get(deployment)
         if outcomes is None:
@@ -89,6 +124,11 @@ class DeploymentStats:
         """Rolling p95 latency in seconds for this bucket (None before the first sample)."""
         found = self._latency.get((deployment, bucket))
         return found.p95 if found is not None else None
+
+    def slowdown(self, deployment: str) -> float:
+        """log2 of how much slower than its median this deployment has been lately (all sizes)."""
+        found = self._slowdown.get(deployment)
+        return found.value(self._clock(), self._half_life) if found is not None else 0.0
 
     def error_rate(self, deployment: str) -> tuple[float, int]:
         """Share of failed attempts in the window, and how many attempts it covers."""
