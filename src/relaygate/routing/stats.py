@@ -59,7 +59,7 @@ class _Slowdown:
 
     def value(self, now: float, half_life: float) -> float:
         """Fades towards 0 while nothing is observed, so a shunned deployment gets retried."""
-        return self.log2_ratio * 0.5 ** ((now - self.at) / half_life)
+        return self.log2_ratio * math.pow(0.5, (now - self.at) / half_life)
 
 
 @dataclass(slots=True)
