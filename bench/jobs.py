@@ -47,9 +47,7 @@ async def _create(session: aiohttp.ClientSession, url: str, key: str, index: int
     return time.perf_counter() - started, status, data.get("id") if status == 202 else None
 
 
-async def drive(
-    port: int, key: str, rate: float, seconds: float
-) -> list[tuple[float, int, str | None]]:
+async def drive(port: int, key: str, rate: float, seconds: float) -> list[Created]:
     url = f"http://127.0.0.1:{port}/v1/jobs"
     connector = aiohttp.TCPConnector(limit=1000)
     async with aiohttp.ClientSession(
@@ -84,6 +82,15 @@ def _rows(database: Path, url: str | None, sql: str) -> list[tuple[Any, ...]]:
 
 def _statuses(database: Path, url: str | None) -> dict[str, int]:
     return dict(_rows(database, url, "SELECT status, COUNT(*) FROM jobs GROUP BY status"))
+
+
+def _per_window(results: list[Created], size: int) -> list[float]:
+    """p99 of each consecutive `size` requests (a rising series means intake falls behind)."""
+    windows = [results[i : i + size] for i in range(0, len(results), size)]
+    return [
+        round(percentile([lat * 1000 for lat, status, _ in w if status == 202] or [0.0], 99), 1)
+        for w in windows
+    ]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -141,6 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "create_p50_ms": round(percentile(latencies, 50), 2),
         "create_p99_ms": round(percentile(latencies, 99), 2),
         "create_max_ms": round(max(latencies), 2) if latencies else None,
+        "create_p99_ms_per_10s": _per_window(results, int(args.rate * 10)),
         "intake_only": args.intake_only,
         "succeeded": len(created & finished),
         "lost": len(created - finished),

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaygate.jobs.model import JobRequest
@@ -96,3 +96,34 @@ async def test_purge_removes_only_old_finished_jobs(
     assert await store.purge(now_utc() - timedelta(days=1)) == 0
     assert await store.purge(now_utc() + timedelta(seconds=1)) == 1
     assert await store.get(done.id) is None and await store.get(waiting.id) is not None
+
+
+async def test_concurrent_creations_share_transactions_and_keys_stay_unique(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    store, other_store = JobStore(sessions), JobStore(sessions)  # two gateways, one database
+    keys = [f"key-{i % 10}" for i in range(40)]  # every key four times, in one burst
+    made = await asyncio.gather(
+        *(
+            (store if i % 2 else other_store).create(OWNER, _request(), key, 3, None)
+            for i, key in enumerate(keys)
+        ),
+        *(store.create(OWNER, _request(), None, 3, None) for _ in range(5)),
+    )
+    by_key: dict[str, set[str]] = {}
+    for key, (job, _) in zip(keys, made, strict=False):
+        by_key.setdefault(key, set()).add(job.id)
+    assert all(len(ids) == 1 for ids in by_key.values()) and len(by_key) == 10
+    assert sum(created for _, created in made[:40]) == 10
+    assert all(created for _, created in made[40:])  # no key: always a new job
+    async with sessions() as session:
+        rows = list(await session.scalars(select(Job.id)))
+    assert len(rows) == 15
+    assert {job.id for job, _ in made} == set(rows)
+    # The same key with another body is refused, also when it arrives in the same burst.
+    clash = await asyncio.gather(
+        store.create(OWNER, _request("a"), "clash", 3, None),
+        store.create(OWNER, _request("b"), "clash", 3, None),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, Exception) and "Idempotency-Key" in str(r) for r in clash) == 1

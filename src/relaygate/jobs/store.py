@@ -16,10 +16,10 @@ from typing import Any
 
 import orjson
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaygate.errors import GatewayError
+from relaygate.jobs.group_insert import GroupInsert
 from relaygate.jobs.model import FINISHED, JobRequest, not_found, view
 from relaygate.policy.principal import Principal
 from relaygate.store.paging import newest_first
@@ -83,6 +83,7 @@ class JobStore:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self._inserts = GroupInsert(sessions)
 
     async def create(
         self,
@@ -118,22 +119,15 @@ class JobStore:
             created_at=moment,
             version=1,
         )
+        # One statement: a repeated key is the rare case, so it costs the extra lookup.
+        if await self._inserts.insert(job):
+            return job, True
+        earlier = None
         if idempotency_key is not None:
             earlier = await self._by_idempotency_key(owner.tenant_id, idempotency_key)
-            if earlier is not None:
-                return self._same_request(earlier, digest), False
-        try:
-            async with self.sessions() as session, session.begin():
-                session.add(job)
-        except IntegrityError:
-            # Another request with the same key won the race: answer with its job.
-            if idempotency_key is None:
-                raise
-            earlier = await self._by_idempotency_key(owner.tenant_id, idempotency_key)
-            if earlier is None:
-                raise
-            return self._same_request(earlier, digest), False
-        return job, True
+        if earlier is None:
+            raise GatewayError(500, "the job could not be stored; try again")
+        return self._same_request(earlier, digest), False
 
     @staticmethod
     def _same_request(job: Job, digest: str) -> Job:
