@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from relaygate.batches.files import new_file
 from relaygate.batches.lines import Line
 from relaygate.errors import GatewayError
-from relaygate.jobs.store import Owner, new_job_id
+from relaygate.jobs.store import Owner, queued_job
 from relaygate.store.paging import newest_first
 from relaygate.store.tables import Batch, Job
 from relaygate.store.timestamps import unix
@@ -98,27 +98,17 @@ class BatchStore:
         if not errors:
             for line in lines:
                 jobs.append(
-                    Job(
-                        id=new_job_id(),
-                        tenant_id=owner.tenant_id,
-                        environment=owner.environment,
-                        key_id=owner.key_id,
-                        via=owner.via,
-                        end_user=owner.end_user,
+                    queued_job(
+                        owner,
+                        url=endpoint,
+                        body=line.body,
+                        max_attempts=max_attempts,
+                        moment=now,
+                        kicked_at=None,
                         batch_id=batch.id,
                         custom_id=line.custom_id,
                         line=line.number,
                         request_hash="",
-                        url=endpoint,
-                        body=orjson.dumps(line.body).decode(),
-                        status="queued",
-                        attempts=0,
-                        max_attempts=max_attempts,
-                        not_before=now,
-                        kicked_at=None,
-                        cancel_requested=False,
-                        created_at=now,
-                        version=1,
                     )
                 )
         async with self.sessions() as session, session.begin():

@@ -64,6 +64,38 @@ class Owner:
         )
 
 
+def queued_job(
+    owner: Owner,
+    *,
+    url: str,
+    body: Any,
+    max_attempts: int,
+    moment: datetime,
+    kicked_at: datetime | None,
+    **fields: Any,
+) -> Job:
+    """A new job row, queued and due now, run as `owner`; `fields` sets the optional columns."""
+    return Job(
+        id=new_job_id(),
+        tenant_id=owner.tenant_id,
+        environment=owner.environment,
+        key_id=owner.key_id,
+        via=owner.via,
+        end_user=owner.end_user,
+        url=url,
+        body=orjson.dumps(body).decode(),
+        status="queued",
+        attempts=0,
+        max_attempts=max_attempts,
+        not_before=moment,
+        kicked_at=kicked_at,
+        cancel_requested=False,
+        created_at=moment,
+        version=1,
+        **fields,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """How one execution ended, to be written if the lease is still held."""
@@ -96,28 +128,18 @@ class JobStore:
         """Insert a queued job; with a known Idempotency-Key, the earlier job (created=False)."""
         digest = request.digest()
         moment = now_utc()
-        job = Job(
-            id=new_job_id(),
-            tenant_id=owner.tenant_id,
-            environment=owner.environment,
-            key_id=owner.key_id,
-            via=owner.via,
-            end_user=owner.end_user,
+        job = queued_job(
+            owner,
+            url=request.url,
+            body=request.body,
+            max_attempts=max_attempts,
+            moment=moment,
+            kicked_at=moment,
             idempotency_key=idempotency_key,
             request_hash=digest,
-            url=request.url,
-            body=orjson.dumps(request.body).decode(),
             callback_url=request.callback_url,
             endpoint_id=endpoint_id,
             metadata_=request.metadata,
-            status="queued",
-            attempts=0,
-            max_attempts=max_attempts,
-            not_before=moment,
-            kicked_at=moment,
-            cancel_requested=False,
-            created_at=moment,
-            version=1,
         )
         # One statement: a repeated key is the rare case, so it costs the extra lookup.
         if await self._inserts.insert(job):
@@ -284,39 +306,34 @@ class JobStore:
 
     async def mark_cancelled(self, job_id: str, owner: str) -> bool:
         """A running job stopped on request."""
-        async with self.sessions() as session, session.begin():
-            done = await session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
-                .values(
-                    status="cancelled",
-                    finished_at=now_utc(),
-                    error={"code": "cancelled", "message": "cancelled while it was running"},
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    version=Job.version + 1,
-                )
-            )
-            return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+        return await self._release(
+            job_id,
+            owner,
+            status="cancelled",
+            finished_at=now_utc(),
+            error={"code": "cancelled", "message": "cancelled while it was running"},
+        )
 
     async def retry_later(
         self, job_id: str, owner: str, delay_s: float, error: dict[str, Any]
     ) -> bool:
         """Back to the queue after a retryable failure, due in `delay_s`."""
-        moment = now_utc()
+        return await self._release(
+            job_id,
+            owner,
+            status="queued",
+            not_before=now_utc() + timedelta(seconds=delay_s),
+            kicked_at=None,
+            error=error,
+        )
+
+    async def _release(self, job_id: str, owner: str, **values: Any) -> bool:
+        """Leave the running state with `values`, only while `owner` still holds the lease."""
         async with self.sessions() as session, session.begin():
             done = await session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
-                .values(
-                    status="queued",
-                    not_before=moment + timedelta(seconds=delay_s),
-                    kicked_at=None,
-                    error=error,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    version=Job.version + 1,
-                )
+                .values(**values, lease_owner=None, lease_expires_at=None, version=Job.version + 1)
             )
             return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
