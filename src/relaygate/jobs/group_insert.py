@@ -1,10 +1,10 @@
 """Job rows created by concurrent requests share one transaction.
 
-The rows waiting are written by one `INSERT ... ON CONFLICT DO NOTHING` for all of them (a row
-whose tenant already used its Idempotency-Key is skipped), then one SELECT of their ids tells
-which were new. Requests that arrive while a transaction is being written wait for the next one,
-so a burst of N creations costs two statements and one commit instead of N of each (on SQLite:
-one write to the log and one lock hand-over). One request at a time is written at once.
+The rows waiting are written by one `INSERT ... ON CONFLICT DO NOTHING ... RETURNING id` for all
+of them: a row whose tenant already used its Idempotency-Key is skipped, and is missing from what
+comes back. Requests that arrive while a transaction is being written wait for the next one, so a
+burst of N creations costs one statement and one commit instead of N of each (on SQLite: one
+write to the log and one lock hand-over). One request at a time is written at once.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,8 +21,8 @@ from relaygate.store.tables import Job
 # Built once per dialect: SQLAlchemy compiles each once and a creation only binds parameters.
 _JOBS = cast(Table, Job.__table__)
 _INSERT_UNLESS_DUPLICATE = {
-    "postgresql": postgresql.insert(_JOBS).on_conflict_do_nothing(),
-    "sqlite": sqlite.insert(_JOBS).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(_JOBS).on_conflict_do_nothing().returning(_JOBS.c.id),
+    "sqlite": sqlite.insert(_JOBS).on_conflict_do_nothing().returning(_JOBS.c.id),
 }
 _COLUMNS = tuple((a.key, a.columns[0].name) for a in Job.__mapper__.column_attrs)
 MAX_ROWS = 256  # per transaction
@@ -61,14 +61,8 @@ class GroupInsert:
             self._writer = None
 
     async def _transaction(self, rows: list[dict[str, Any]]) -> list[bool]:
-        ids = [row["id"] for row in rows]
         async with self._sessions() as session, session.begin():
             statement = _INSERT_UNLESS_DUPLICATE[session.get_bind().dialect.name]
-            if len(rows) == 1:
-                inserted = await session.execute(statement, rows[0])
-                return [inserted.rowcount == 1]  # type: ignore[attr-defined]
-            await session.execute(statement, rows)
-            # A row whose key was already taken was skipped: it is not there under its own id.
-            found = await session.execute(select(_JOBS.c.id).where(_JOBS.c.id.in_(ids)))
-            written = set(found.scalars())
-        return [job_id in written for job_id in ids]
+            # RETURNING names the rows written; a row whose key was already taken is not among them.
+            written = set((await session.execute(statement, rows)).scalars())
+        return [row["id"] in written for row in rows]
