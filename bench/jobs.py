@@ -80,6 +80,18 @@ def _rows(database: Path, url: str | None, sql: str) -> list[tuple[Any, ...]]:
     return asyncio.run(fetch())
 
 
+def _forget(redis_url: str, prefix: str) -> None:
+    """Delete the run's Redis keys (an intake-only run leaves every job in the stream)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter(match=prefix + "*"):
+            client.delete(key)
+    finally:
+        client.close()
+
+
 def _statuses(database: Path, url: str | None) -> dict[str, int]:
     return dict(_rows(database, url, "SELECT status, COUNT(*) FROM jobs GROUP BY status"))
 
@@ -99,11 +111,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stub, stub_port = procs.start_stub("stub", work, delay_ms=0, chunks=1, interval_ms=0)
         workers: list[procs.Service] = []
         server_yaml = extra_yaml = ""
+        prefix = f"bench{time.time_ns()}:"
         if args.database_url:
             server_yaml += f"  database_url: {args.database_url}\n"
         if args.workers or args.intake_only:
             server_yaml += (
-                f"  redis_url: {args.redis_url}\n  redis_prefix: 'bench{time.time_ns()}:'\n"
+                f"  redis_url: {args.redis_url}\n  redis_prefix: '{prefix}'\n"
             )
             extra_yaml = "jobs:\n  queue: redis\n  run_in_gateway: false\n"
         try:
@@ -137,6 +150,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 gateway.stop()
         finally:
             stub.stop()
+            if args.workers or args.intake_only:
+                _forget(args.redis_url, prefix)
     latencies = [lat * 1000 for lat, status, _ in results if status == 202]
     return {
         "rate": args.rate,
