@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relaygate.jobs.group_insert import GroupInsert
 from relaygate.jobs.model import JobRequest
-from relaygate.jobs.store import JobStore, Outcome, Owner, now_utc
+from relaygate.jobs.store import JobStore, Outcome, Owner, now_utc, queued_job
 from relaygate.store.database import create_engine, migrate_async, sessionmaker
 from relaygate.store.tables import Job
 
@@ -127,3 +128,31 @@ async def test_concurrent_creations_share_transactions_and_keys_stay_unique(
         return_exceptions=True,
     )
     assert sum(isinstance(r, Exception) and "Idempotency-Key" in str(r) for r in clash) == 1
+
+
+async def test_a_shutdown_mid_insert_does_not_leave_requests_waiting(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    inserts = GroupInsert(sessions)
+    writing = asyncio.Event()
+
+    async def stuck(rows: list[dict[str, object]]) -> list[bool]:
+        writing.set()
+        await asyncio.sleep(3600)
+        return []
+
+    def job() -> Job:
+        return queued_job(
+            OWNER, url="/v1/embeddings", body={}, max_attempts=1, moment=now_utc(), kicked_at=None
+        )
+
+    inserts._transaction = stuck  # type: ignore[method-assign]
+    request = asyncio.create_task(inserts.insert(job()))
+    await writing.wait()
+    later = asyncio.create_task(inserts.insert(job()))  # waits for the next transaction
+    await asyncio.sleep(0)
+    assert inserts._writer is not None
+    inserts._writer.cancel()  # what the event loop does to background tasks at shutdown
+    for waiting in (request, later):
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiting, 5)

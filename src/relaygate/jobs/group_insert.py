@@ -54,6 +54,11 @@ class GroupInsert:
                 except Exception as exc:  # every caller of this batch gets the error
                     for _, future in batch:
                         future.set_exception(exc)
+                except BaseException:  # cancelled (shutdown): so are the callers' waits
+                    for _, future in (*batch, *self._pending):
+                        future.cancel()
+                    self._pending = []
+                    raise
                 else:
                     for (_, future), new in zip(batch, inserted, strict=True):
                         future.set_result(new)
