@@ -115,9 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.database_url:
             server_yaml += f"  database_url: {args.database_url}\n"
         if args.workers or args.intake_only:
-            server_yaml += (
-                f"  redis_url: {args.redis_url}\n  redis_prefix: '{prefix}'\n"
-            )
+            server_yaml += f"  redis_url: {args.redis_url}\n  redis_prefix: '{prefix}'\n"
             extra_yaml = "jobs:\n  queue: redis\n  run_in_gateway: false\n"
         try:
             gateway, port, key = procs.start_relaygate(
