@@ -1,9 +1,11 @@
 """Rolling latency and error statistics per deployment, by prompt-size bucket.
 
 Latencies are kept as the last `samples` observations per deployment and bucket (long prompts
-behave differently from short ones); p95 is recomputed at most every 16 new samples. Error rates
-count timeouts and 429s as errors over a sliding time window. Per process: every replica learns
-from its own traffic.
+behave differently from short ones); p95 and median are recomputed at most every 16 new samples.
+A deployment's slowdown (each success against its bucket's median, smoothed, fading with a
+half-life) reacts within a few calls where the p95 takes hundreds. Error rates count timeouts and
+429s as errors over a sliding time window. Per process: every replica learns from its own
+traffic.
 """
 
 from __future__ import annotations
