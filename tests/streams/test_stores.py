@@ -81,3 +81,17 @@ async def test_streams_expire_after_their_ttl(store: StreamStore) -> None:
     await asyncio.sleep(1.3)
     assert await store.owner("s4") is None
     assert await store.read("s4", 0, 0.05) == ([], True)
+
+
+async def test_a_long_stream_keeps_its_latest_events_and_watchers_keep_up(
+    store: StreamStore,
+) -> None:
+    await store.open("s5", "acme", 60)  # the fixture's stores keep 100 events
+    for n in range(1, 251):
+        assert await store.append("s5", b"data: %d\n\n" % n) is True
+    frames, ended = await store.read("s5", 240, 0.05)  # a watcher just behind the producer
+    assert frames == [(n, b"data: %d\n\n" % n) for n in range(241, 251)] and ended is False
+    replay, _ = await store.read("s5", 0, 0.05)  # a replay starts at the oldest event kept
+    ids = [n for n, _ in replay]
+    assert ids == list(range(ids[0], 251)) and 100 <= len(ids) < 250
+    assert all(frame == b"data: %d\n\n" % n for n, frame in replay)

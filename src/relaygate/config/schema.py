@@ -424,7 +424,7 @@ class StreamsConfig(Strict):
     ttl_s: float = Field(
         600.0, ge=1, le=86400, description="How long events are kept after the last one"
     )
-    max_events: int = Field(20000, ge=10, le=1_000_000, description="Events kept per stream")
+    max_events: int = Field(20000, ge=10, le=1_000_000, description="Latest events kept per stream")
 
 
 class BatchesConfig(Strict):

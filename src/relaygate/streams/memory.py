@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,7 +18,8 @@ class _Stream:
     tenant_id: str
     ttl_s: float
     expires: float
-    frames: list[bytes] = field(default_factory=list)
+    frames: deque[bytes]  # the latest events; the last one's id is `last`
+    last: int = 0
     done: bool = False
     cancelled: bool = False
     # Replaced on every change: a watcher waits on the event it saw, so none misses a wake-up.
@@ -30,7 +33,8 @@ class _Stream:
 
 class MemoryStreamStore:
     """A dictionary of streams, swept of expired ones as new ones open; `max_events` bounds
-    one stream's memory (a longer generation keeps going, its oldest events are not resumable)."""
+    one stream's memory: a longer generation keeps going and its watchers keep up, but only its
+    latest `max_events` events can be replayed."""
 
     def __init__(self, max_events: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_events = max_events
@@ -55,14 +59,16 @@ class MemoryStreamStore:
     async def open(self, stream_id: str, tenant_id: str, ttl_s: float) -> None:
         now = self.clock()
         self._sweep(now)
-        self._streams[stream_id] = _Stream(tenant_id, ttl_s, now + ttl_s)
+        self._streams[stream_id] = _Stream(
+            tenant_id, ttl_s, now + ttl_s, deque(maxlen=self.max_events)
+        )
 
     async def append(self, stream_id: str, frame: bytes) -> bool:
         stream = self._streams.get(stream_id)
         if stream is None:
             return False
-        if len(stream.frames) < self.max_events:
-            stream.frames.append(frame)
+        stream.frames.append(frame)
+        stream.last += 1
         stream.touch(self.clock())
         return not stream.cancelled
 
@@ -80,12 +86,14 @@ class MemoryStreamStore:
         stream = self._live(stream_id)
         if stream is None:
             return [], True
-        if len(stream.frames) <= after and not stream.done:
+        if stream.last <= after and not stream.done:
             waiting = stream.changed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiting.wait(), wait_s)
-        frames = [(n, f) for n, f in enumerate(stream.frames[after:], start=after + 1)]
-        return frames, stream.done
+        oldest = stream.last - len(stream.frames) + 1  # the id of frames[0]
+        start = max(after + 1, oldest)
+        kept = itertools.islice(stream.frames, start - oldest, None)
+        return list(enumerate(kept, start=start)), stream.done
 
     async def cancel(self, stream_id: str) -> None:
         stream = self._streams.get(stream_id)

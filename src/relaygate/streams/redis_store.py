@@ -1,8 +1,10 @@
 """Resumable streams in Redis, so a client can resume on any replica.
 
 Each stream is a Redis stream whose entry ids are the event ids (`n-0`), plus a small hash with
-the owner, the stop flag and the last event id; both expire `ttl_s` after the last write. Readers
-block in XREAD; the end is an entry with an `end` field, so blocked readers wake for it too.
+the owner, the stop flag and the last event id; both expire `ttl_s` after the last write. A stream
+keeps at least its latest `max_events` events (Redis trims whole nodes, so a few more may stay).
+Readers block in XREAD; the end is an entry with an `end` field, so blocked readers wake for it
+too.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from relaygate.streams.store import Frame
 
 _APPEND = """
 local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
-redis.call('XADD', KEYS[1], n .. '-0', 'f', ARGV[1])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], n .. '-0', 'f', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return redis.call('HGET', KEYS[2], 'cancel') or '0'
@@ -46,7 +48,7 @@ class RedisStreamStore:
     async def append(self, stream_id: str, frame: bytes) -> bool:
         events, meta = self._keys(stream_id)
         ttl = self._ttl.get(stream_id, 600)
-        cancel = await self._append(keys=[events, meta], args=[frame, ttl])
+        cancel = await self._append(keys=[events, meta], args=[frame, ttl, self.max_events])
         return bool(int(cancel) == 0)
 
     async def close(self, stream_id: str) -> None:
