@@ -172,7 +172,7 @@ async def _resumable(gw: Gateway, body: JSON, spec: ChatSpec, ledger: RequestLed
         finally:
             await frames.aclose()
 
-    stream_id, opened, _task = await streams.start(gw, ledger.principal.tenant_id, produce)
+    stream_id, opened = await streams.start(gw, ledger.principal.tenant_id, produce)
     # Like a plain stream, the headers name the deployment when it answers within a heartbeat.
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(opened.wait(), gw.config.server.heartbeat_interval_s)

@@ -58,7 +58,7 @@ async def start(
     gw: Gateway,
     tenant_id: str,
     produce: Callable[[Callable[[bytes], Awaitable[bool]], asyncio.Event], Awaitable[None]],
-) -> tuple[str, asyncio.Event, asyncio.Task[None]]:
+) -> tuple[str, asyncio.Event]:
     """Open a stream and run `produce(append, opened)` detached from the client."""
     store = _store(gw)
     stream_id = "rs_" + secrets.token_urlsafe(18)
@@ -75,9 +75,8 @@ async def start(
             opened.set()
             await store.close(stream_id)
 
-    task = asyncio.get_running_loop().create_task(run(), name=f"resumable-{stream_id}")
-    gw.background.track(task)
-    return stream_id, opened, task
+    gw.background.spawn(run(), name=f"resumable-{stream_id}")
+    return stream_id, opened
 
 
 def response(

@@ -18,10 +18,7 @@ class Background:
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "background") -> None:
         """Start `coro`; failures are logged, never raised into a request."""
-        self.track(asyncio.get_running_loop().create_task(coro, name=name))
-
-    def track(self, task: asyncio.Task[Any]) -> None:
-        """Keep a task started elsewhere until it ends (and wait for it at shutdown)."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
