@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from relaygate.batches.files import new_file
 from relaygate.batches.lines import Line
 from relaygate.errors import GatewayError
-from relaygate.jobs.store import Owner, queued_job
+from relaygate.jobs.store import Owner, queued_job, stop_jobs
 from relaygate.store.paging import newest_first
 from relaygate.store.tables import Batch, Job
-from relaygate.store.timestamps import unix
+from relaygate.store.timestamps import unix, utc
 
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 WINDOWS = {"24h": timedelta(hours=24)}
@@ -174,12 +174,7 @@ class BatchStore:
             )
         finished = 0
         for batch in candidates:
-            expires = (
-                batch.expires_at
-                if batch.expires_at.tzinfo
-                else batch.expires_at.replace(tzinfo=UTC)
-            )
-            if batch.status == "in_progress" and expires <= now:
+            if batch.status == "in_progress" and utc(batch.expires_at) <= now:
                 async with self.sessions() as session, session.begin():
                     await _stop_lines(session, batch.id, now)
             if await self._finalize(batch, now):
@@ -201,14 +196,9 @@ class BatchStore:
                 )
             )
             output, failures = _output_lines(jobs)
-            expires = (
-                batch.expires_at
-                if batch.expires_at.tzinfo
-                else batch.expires_at.replace(tzinfo=UTC)
-            )
             if batch.status == "cancelling":
                 final = "cancelled"
-            elif expires <= now:
+            elif utc(batch.expires_at) <= now:
                 final = "expired"
             else:
                 final = "completed"
@@ -235,21 +225,8 @@ class BatchStore:
 
 
 async def _stop_lines(session: AsyncSession, batch_id: str, now: datetime) -> None:
-    await session.execute(
-        update(Job)
-        .where(Job.batch_id == batch_id, Job.status == "queued")
-        .values(
-            status="cancelled",
-            finished_at=now,
-            error={"code": "batch_cancelled", "message": "the batch was stopped before this ran"},
-            version=Job.version + 1,
-        )
-    )
-    await session.execute(
-        update(Job)
-        .where(Job.batch_id == batch_id, Job.status == "running")
-        .values(cancel_requested=True, version=Job.version + 1)
-    )
+    stopped = {"code": "batch_cancelled", "message": "the batch was stopped before this ran"}
+    await stop_jobs(session, (Job.batch_id == batch_id,), now, stopped)
 
 
 def _output_lines(jobs: list[Job]) -> tuple[bytes, bytes]:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaygate.errors import GatewayError
@@ -93,6 +93,27 @@ def queued_job(
         created_at=moment,
         version=1,
         **fields,
+    )
+
+
+async def stop_jobs(
+    session: AsyncSession,
+    where: tuple[ColumnElement[bool], ...],
+    moment: datetime,
+    error: dict[str, Any] | None = None,
+) -> None:
+    """Cancel the queued jobs matching `where` now (with `error`, if given) and ask the running
+    ones to stop: their workers notice at the next lease renewal."""
+    stopped: dict[str, Any] = {"status": "cancelled", "finished_at": moment}
+    if error is not None:
+        stopped["error"] = error
+    await session.execute(
+        update(Job).where(*where, Job.status == "queued").values(**stopped, version=Job.version + 1)
+    )
+    await session.execute(
+        update(Job)
+        .where(*where, Job.status == "running")
+        .values(cancel_requested=True, version=Job.version + 1)
     )
 
 
@@ -207,19 +228,8 @@ class JobStore:
 
     async def cancel(self, job_id: str, tenant_id: str) -> Job:
         """Cancel a queued job now; ask a running one to stop (its worker notices on renewal)."""
-        moment = now_utc()
         async with self.sessions() as session, session.begin():
-            queued = await session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.tenant_id == tenant_id, Job.status == "queued")
-                .values(status="cancelled", finished_at=moment, version=Job.version + 1)
-            )
-            if queued.rowcount == 0:  # type: ignore[attr-defined]
-                await session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.tenant_id == tenant_id, Job.status == "running")
-                    .values(cancel_requested=True, version=Job.version + 1)
-                )
+            await stop_jobs(session, (Job.id == job_id, Job.tenant_id == tenant_id), now_utc())
         job = await self.get(job_id, tenant_id)
         if job is None:
             raise not_found(job_id)
