@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
+import math
+import time
 from typing import Any
 
 import orjson
@@ -81,6 +84,25 @@ class UpstreamError(GatewayError):
         super().__init__(status, message, code=code, param=param, type=type, headers=headers)
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` value (seconds, or an HTTP date, counted from `now`
+    or the current time); None when absent or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if moment.tzinfo is None:
+            return None
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def model_not_found(name: str) -> GatewayError:

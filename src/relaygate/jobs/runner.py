@@ -15,6 +15,7 @@ import orjson
 from starlette.types import ASGIApp
 
 from relaygate.config.schema import JobsConfig
+from relaygate.errors import parse_retry_after
 from relaygate.jobs import inprocess
 from relaygate.jobs.store import JobStore, Outcome
 from relaygate.policy.principal import Principal
@@ -165,9 +166,9 @@ class JobRunner:
         """Full-jitter exponential backoff, never sooner than the upstream's Retry-After."""
         cap = min(self.config.retry_max_s, self.config.retry_base_s * 2 ** (attempt - 1))
         delay = self.rng.uniform(cap / 2, cap)
-        if retry_after is not None:
-            with contextlib.suppress(ValueError):
-                delay = max(delay, min(float(retry_after), self.config.retry_max_s))
+        wanted = parse_retry_after(retry_after)
+        if wanted is not None:
+            delay = max(delay, min(wanted, self.config.retry_max_s))
         return delay
 
     @staticmethod

@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 
 from relaygate.config.schema import ProviderConfig
-from relaygate.errors import UpstreamError
+from relaygate.errors import UpstreamError, parse_retry_after
 from relaygate.providers.credentials import VaultCredentials
 from relaygate.providers.sse import SSEDecoder, SSEEvent
 from relaygate.vault.scope import revealed_values
@@ -29,13 +29,7 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
             return max(0.0, float(value) / 1000)
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            return None
-    return None
+    return parse_retry_after(headers.get("retry-after"))
 
 
 def _error_message(payload: bytes) -> tuple[str | None, str | None, str | None]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import email.utils
 import random
-import time
 from collections.abc import Sequence
+
+from relaygate.errors import parse_retry_after
 
 # Delay before attempt n+1 (the first attempt is immediate): 5 s, 5 min, 30 min, 2 h, 5 h,
 # 10 h, 10 h. Eight attempts over about 27.6 hours.
@@ -28,19 +28,7 @@ def next_delay(
 def honour_retry_after(scheduled_s: float, header: str | None, now: float | None = None) -> float:
     """The receiver's Retry-After (seconds or an HTTP date), clamped to [scheduled, 2 x
     scheduled] so a receiver can slow us down but neither stall nor hurry the schedule."""
-    if not header:
-        return scheduled_s
-    value = header.strip()
-    wanted: float | None = None
-    if value.isdigit():
-        wanted = float(value)
-    else:
-        try:
-            moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            moment = None
-        if moment is not None and moment.tzinfo is not None:
-            wanted = moment.timestamp() - (time.time() if now is None else now)
+    wanted = parse_retry_after(header, now)
     if wanted is None:
         return scheduled_s
     return min(max(wanted, scheduled_s), 2 * scheduled_s)
