@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 from taskiq import AsyncBroker, InMemoryBroker
 from taskiq.acks import AcknowledgeType
@@ -21,16 +20,6 @@ from taskiq.api import run_receiver_task
 from relaygate.config.schema import JobsConfig
 
 TASK_NAME = "relaygate.jobs.run"
-
-
-class Dispatcher(Protocol):
-    """Hands job ids to whichever process will run them."""
-
-    async def kick(self, job_id: str) -> None:
-        """Queue `job_id` for execution."""
-
-    async def aclose(self) -> None:
-        """Stop consuming and disconnect."""
 
 
 class TaskiqDispatcher:

@@ -9,7 +9,7 @@ import random
 import secrets
 import socket
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
 
 import orjson
 from starlette.types import ASGIApp
@@ -35,14 +35,14 @@ class JobRunner:
         self,
         store: JobStore,
         app: ASGIApp,
-        policy: Any,
+        policy: Callable[[], PolicySnapshot],
         config: JobsConfig,
         on_finished: Callable[[], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
         self.app = app
-        self.policy = policy  # a callable returning the current PolicySnapshot
+        self.policy = policy  # the current policy snapshot (it is replaced on reloads)
         self.config = config
         self.owner = f"{socket.gethostname()[:40]}:{secrets.token_hex(6)}"
         self.rng = rng or random.Random()
@@ -144,18 +144,7 @@ class JobRunner:
             dead = {"code": "retries_exhausted", "message": message, "last_error": error}
             final = outcome or _failed(status, "retries_exhausted", message)
             await self.store.finish(
-                job,
-                self.owner,
-                Outcome(
-                    "failed",
-                    final.http_status,
-                    None,
-                    dead,
-                    final.usage,
-                    final.cost_usd,
-                    final.route,
-                    final.provider_ms,
-                ),
+                job, self.owner, replace(final, status="failed", result=None, error=dead)
             )
             return
         await self.store.retry_later(

@@ -454,8 +454,3 @@ def event_payload(job: Job) -> bytes:
             "data": view(job),
         }
     )
-
-
-def is_finished(job: Job) -> bool:
-    """Whether the job reached a final state."""
-    return job.status in FINISHED

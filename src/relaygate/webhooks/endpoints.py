@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import secrets as random_ids
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -27,13 +26,6 @@ def _place(endpoint_id: str) -> str:
     return f"webhook_endpoints/{endpoint_id}/secrets"
 
 
-@dataclass(frozen=True, slots=True)
-class SigningKeys:
-    """The secrets that sign deliveries to an endpoint right now."""
-
-    secrets: tuple[str, ...]
-
-
 def seal_secrets(sealer: Sealer, endpoint_id: str, entries: list[dict[str, object]]) -> str:
     """Seal the list of `{"secret", "expires_at"}` entries of an endpoint."""
     return sealer.seal(orjson.dumps(entries), _place(endpoint_id))
@@ -45,14 +37,18 @@ def open_secrets(sealer: Sealer, row: WebhookEndpoint) -> list[dict[str, object]
     return entries
 
 
-def active_secrets(sealer: Sealer, row: WebhookEndpoint, now: datetime) -> SigningKeys:
+def _unexpired(entries: list[dict[str, object]], now: datetime) -> list[dict[str, object]]:
+    """The entries still signing at `now` (no expiry: the current secret)."""
+    return [
+        entry
+        for entry in entries
+        if entry.get("expires_at") is None or datetime.fromisoformat(str(entry["expires_at"])) > now
+    ]
+
+
+def active_secrets(sealer: Sealer, row: WebhookEndpoint, now: datetime) -> tuple[str, ...]:
     """The secrets still signing at `now`: the current one and any not yet expired."""
-    keep = []
-    for entry in open_secrets(sealer, row):
-        expires = entry.get("expires_at")
-        if expires is None or datetime.fromisoformat(str(expires)) > now:
-            keep.append(str(entry["secret"]))
-    return SigningKeys(tuple(keep))
+    return tuple(str(entry["secret"]) for entry in _unexpired(open_secrets(sealer, row), now))
 
 
 def parse_networks(values: Sequence[str] | None) -> list[str]:
@@ -114,12 +110,10 @@ class EndpointStore:
         """A new secret; the previous ones keep signing for `overlap_s` seconds."""
         now = datetime.now(UTC)
         until = (now + timedelta(seconds=overlap_s)).isoformat()
-        kept: list[dict[str, object]] = []
-        for entry in open_secrets(self.sealer, row):
-            expires = entry.get("expires_at")
-            if expires is not None and datetime.fromisoformat(str(expires)) <= now:
-                continue
-            kept.append({"secret": entry["secret"], "expires_at": expires or until})
+        kept: list[dict[str, object]] = [
+            {"secret": entry["secret"], "expires_at": entry.get("expires_at") or until}
+            for entry in _unexpired(open_secrets(self.sealer, row), now)
+        ]
         secret = new_secret()
         kept.append({"secret": secret, "expires_at": None})
         async with self.sessions() as session, session.begin():

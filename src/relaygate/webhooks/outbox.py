@@ -101,6 +101,7 @@ class Outbox:
         """Due pending messages, each leased to this process for one attempt."""
         now = datetime.now(UTC)
         lease = now + timedelta(seconds=self.config.attempt_timeout_s * 2)
+        free = or_(WebhookMessage.lease_expires_at.is_(None), WebhookMessage.lease_expires_at < now)
         async with self.sessions() as session, session.begin():
             candidates = list(
                 await session.scalars(
@@ -108,27 +109,21 @@ class Outbox:
                     .where(
                         WebhookMessage.status == "pending",
                         WebhookMessage.next_attempt_at <= now,
-                        or_(
-                            WebhookMessage.lease_expires_at.is_(None),
-                            WebhookMessage.lease_expires_at < now,
-                        ),
+                        free,
                     )
                     .order_by(WebhookMessage.next_attempt_at)
                     .limit(limit)
                 )
             )
-        claimed = []
-        for message_id in candidates:
-            async with self.sessions() as session, session.begin():
+            # Another process may have taken some since the SELECT: the UPDATE checks again.
+            claimed = []
+            for message_id in candidates:
                 taken = await session.execute(
                     update(WebhookMessage)
                     .where(
                         WebhookMessage.id == message_id,
                         WebhookMessage.status == "pending",
-                        or_(
-                            WebhookMessage.lease_expires_at.is_(None),
-                            WebhookMessage.lease_expires_at < now,
-                        ),
+                        free,
                     )
                     .values(lease_expires_at=lease)
                 )
@@ -149,7 +144,7 @@ class Outbox:
             return None
         body = message.payload.encode()
         headers = signing.headers(
-            active_secrets(self.sealer, endpoint, now).secrets, message.id, int(time.time()), body
+            active_secrets(self.sealer, endpoint, now), message.id, int(time.time()), body
         )
         destination = Destination(
             allow_private=frozenset(
