@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,20 +12,19 @@ from starlette.types import Message
 
 from relaygate.api.authn import authenticate
 from relaygate.api.body import parse_json, read_body
+from relaygate.api.jobs import job_service
 from relaygate.api.listing import page_args, page_response
+from relaygate.api.responses import json_response
 from relaygate.batches.files import FileStore, file_view, new_file
 from relaygate.batches.lines import parse_lines
-from relaygate.batches.store import WINDOWS, BatchStore, batch_view
+from relaygate.batches.store import WINDOWS, BatchStore, batch_not_found, batch_view
 from relaygate.errors import GatewayError, bad_request
 from relaygate.jobs.model import ENDPOINTS, metadata_of
 from relaygate.jobs.store import Owner
 from relaygate.state import Gateway, gateway
+from relaygate.store.tables import Batch
 
 KICK_AT_ONCE = 500  # the sweeper queues the rest of a large batch, a few hundred at a time
-
-
-def _json(payload: object, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
 
 
 def _file_missing(file_id: str) -> GatewayError:
@@ -57,7 +55,7 @@ async def upload_file(request: Request) -> Response:
         content = await upload.read()
         name = (upload.filename or "upload.jsonl")[:255]
     row = await FileStore(gw.sessions).add(new_file(principal.tenant_id, "batch", name, content))
-    return _json(file_view(row))
+    return json_response(file_view(row))
 
 
 async def _file(request: Request) -> tuple[Gateway, FileStore, Any]:
@@ -74,7 +72,7 @@ async def _file(request: Request) -> tuple[Gateway, FileStore, Any]:
 async def retrieve_file(request: Request) -> Response:
     """GET /v1/files/{id}."""
     _gw, _store, row = await _file(request)
-    return _json(file_view(row))
+    return json_response(file_view(row))
 
 
 async def file_content(request: Request) -> Response:
@@ -87,7 +85,7 @@ async def delete_file(request: Request) -> Response:
     """DELETE /v1/files/{id}."""
     _gw, store, row = await _file(request)
     await store.delete(row.id, row.tenant_id)
-    return _json({"id": row.id, "object": "file", "deleted": True})
+    return json_response({"id": row.id, "object": "file", "deleted": True})
 
 
 async def list_files(request: Request) -> Response:
@@ -128,38 +126,39 @@ async def create_batch(request: Request) -> Response:
         raise bad_request(f"no batch input file with id '{file_id[:64]}'", param="input_file_id")
     lines, errors = parse_lines(source.content, endpoint)
     owner = Owner.of(principal)
-    if gw.jobs is None:
-        raise GatewayError(503, "background jobs are not enabled on this gateway")
+    jobs = job_service(gw)
     batch, job_ids = await BatchStore(gw.sessions).create(
         owner, endpoint, file_id, window, metadata, lines, errors, gw.config.jobs.max_attempts
     )
     for job_id in job_ids[:KICK_AT_ONCE]:
-        await gw.jobs.submit(job_id)
-    return _json(batch_view(batch, {}))
+        await jobs.submit(job_id)
+    return json_response(batch_view(batch, {}))
 
 
-async def _batch_of(request: Request) -> tuple[Gateway, Any]:
+async def _batches(request: Request) -> tuple[BatchStore, str, str]:
+    """The store, the caller's tenant and the batch id of the path."""
     gw = gateway(request)
     principal = await authenticate(request, gw)
-    batch_id = request.path_params["batch_id"]
-    if request.method == "POST":
-        return gw, await BatchStore(gw.sessions).cancel(batch_id, principal.tenant_id)
-    batch = await BatchStore(gw.sessions).get(batch_id, principal.tenant_id)
-    if batch is None:
-        raise GatewayError(404, f"no batch with id '{batch_id[:64]}'", code="batch_not_found")
-    return gw, batch
+    return BatchStore(gw.sessions), principal.tenant_id, request.path_params["batch_id"]
+
+
+async def _answer(store: BatchStore, batch: Batch) -> Response:
+    return json_response(batch_view(batch, (await store.counts([batch.id]))[batch.id]))
 
 
 async def retrieve_batch(request: Request) -> Response:
     """GET /v1/batches/{id}: status, progress counts, files, cost."""
-    gw, batch = await _batch_of(request)
-    return _json(batch_view(batch, await BatchStore(gw.sessions).counts(batch.id)))
+    store, tenant_id, batch_id = await _batches(request)
+    batch = await store.get(batch_id, tenant_id)
+    if batch is None:
+        raise batch_not_found(batch_id)
+    return await _answer(store, batch)
 
 
 async def cancel_batch(request: Request) -> Response:
     """POST /v1/batches/{id}/cancel."""
-    gw, batch = await _batch_of(request)
-    return _json(batch_view(batch, await BatchStore(gw.sessions).counts(batch.id)))
+    store, tenant_id, batch_id = await _batches(request)
+    return await _answer(store, await store.cancel(batch_id, tenant_id))
 
 
 async def list_batches(request: Request) -> Response:
@@ -169,5 +168,6 @@ async def list_batches(request: Request) -> Response:
     limit, after = page_args(request, 20, 100)
     store = BatchStore(gw.sessions)
     rows = await store.page(principal.tenant_id, limit + 1, after)
-    items = [batch_view(b, await store.counts(b.id)) for b in rows[:limit]]
-    return page_response(items, len(rows) > limit)
+    shown = rows[:limit]
+    counts = await store.counts([b.id for b in shown])
+    return page_response([batch_view(b, counts[b.id]) for b in shown], len(rows) > limit)

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from relaygate.api.accounting import admit
 from relaygate.api.authn import authenticate
 from relaygate.api.listing import page_args, page_response
+from relaygate.api.responses import json_response
 from relaygate.api.sse import SSEResponse
 from relaygate.errors import GatewayError, bad_request
 from relaygate.jobs.model import FINISHED, JobRequest, etag, not_found, view
@@ -27,16 +28,11 @@ STATUSES = frozenset({"queued", "running", "succeeded", "failed", "cancelled"})
 WATCH_POLL_S = 0.5
 
 
-def _service(gw: Gateway) -> JobService:
+def job_service(gw: Gateway) -> JobService:
+    """This gateway's jobs service; 503 when jobs are not enabled."""
     if gw.jobs is None:
         raise GatewayError(503, "background jobs are not enabled on this gateway")
     return gw.jobs
-
-
-def _json(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(payload), status_code=status, headers=headers, media_type="application/json"
-    )
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -53,7 +49,7 @@ def _idempotency_key(request: Request) -> str | None:
 async def create_job(request: Request) -> Response:
     """POST /v1/jobs -> 202 with the job (200 with the earlier one for a repeated key)."""
     gw, principal, payload = await admit(request)
-    service = _service(gw)
+    service = job_service(gw)
     spec = JobRequest.parse(payload)
     key = _idempotency_key(request)
     endpoint_id = None
@@ -75,7 +71,7 @@ async def create_job(request: Request) -> Response:
     )
     if created:
         await service.submit(job.id)
-    return _json(
+    return json_response(
         view(job),
         202 if created else 200,
         {"location": f"/v1/jobs/{job.id}", "etag": etag(job)},
@@ -85,7 +81,7 @@ async def create_job(request: Request) -> Response:
 async def _owned(request: Request) -> tuple[Gateway, JobService, Job]:
     gw = gateway(request)
     principal = await authenticate(request, gw)
-    service = _service(gw)
+    service = job_service(gw)
     job_id = request.path_params["job_id"]
     job = await service.store.get(job_id, principal.tenant_id)
     if job is None:
@@ -112,7 +108,7 @@ async def get_job(request: Request) -> Response:
         headers["server-timing"] = timing
     if tag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
         return Response(status_code=304, headers=headers)
-    return _json(view(job), headers=headers)
+    return json_response(view(job), headers=headers)
 
 
 async def cancel_job(request: Request) -> Response:
@@ -121,7 +117,7 @@ async def cancel_job(request: Request) -> Response:
     if job.status in FINISHED:
         raise GatewayError(409, f"job is already {job.status}", code="job_finished")
     job = await service.store.cancel(job.id, job.tenant_id)
-    return _json(view(job), headers={"etag": etag(job)})
+    return json_response(view(job), headers={"etag": etag(job)})
 
 
 def _time_param(request: Request, name: str) -> datetime | None:
@@ -138,7 +134,7 @@ async def list_jobs(request: Request) -> Response:
     """GET /v1/jobs?status=&after=&limit=&created_after=&created_before= (newest first)."""
     gw = gateway(request)
     principal = await authenticate(request, gw)
-    service = _service(gw)
+    service = job_service(gw)
     status = request.query_params.get("status")
     if status is not None and status not in STATUSES:
         raise bad_request(f"status must be one of {', '.join(sorted(STATUSES))}", param="status")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from relaygate.api.responses import json_response
 from relaygate.errors import bad_request
 
 
@@ -31,4 +31,4 @@ def page_response(items: list[dict[str, Any]], has_more: bool) -> Response:
         "last_id": items[-1]["id"] if items else None,
         "has_more": has_more,
     }
-    return Response(orjson.dumps(body), media_type="application/json")
+    return json_response(body)

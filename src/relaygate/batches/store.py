@@ -60,6 +60,11 @@ def batch_view(batch: Batch, counts: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def batch_not_found(batch_id: str) -> GatewayError:
+    """The one answer for a batch that does not exist or belongs to another tenant."""
+    return GatewayError(404, f"no batch with id '{batch_id[:64]}'", code="batch_not_found")
+
+
 class BatchStore:
     """Database operations on batches; every lookup is tenant-scoped."""
 
@@ -121,15 +126,20 @@ class BatchStore:
             row = await session.get(Batch, batch_id)
         return row if row is not None and row.tenant_id == tenant_id else None
 
-    async def counts(self, batch_id: str) -> dict[str, int]:
-        """How many of the batch's lines are in each job status."""
+    async def counts(self, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """For each batch, how many of its lines are in each job status (one query)."""
+        found: dict[str, dict[str, int]] = {batch_id: {} for batch_id in batch_ids}
+        if not found:
+            return found
         async with self.sessions() as session:
             rows = await session.execute(
-                select(Job.status, func.count())
-                .where(Job.batch_id == batch_id)
-                .group_by(Job.status)
+                select(Job.batch_id, Job.status, func.count())
+                .where(Job.batch_id.in_(list(found)))
+                .group_by(Job.batch_id, Job.status)
             )
-            return {status: int(count) for status, count in rows.all()}
+            for batch_id, status, count in rows.all():
+                found[str(batch_id)][status] = int(count)
+        return found
 
     async def page(self, tenant_id: str, limit: int, after: str | None) -> Sequence[Batch]:
         query = select(Batch).where(Batch.tenant_id == tenant_id)
@@ -154,7 +164,7 @@ class BatchStore:
                 await _stop_lines(session, batch_id, now)
         batch = await self.get(batch_id, tenant_id)
         if batch is None:
-            raise GatewayError(404, f"no batch with id '{batch_id[:64]}'", code="batch_not_found")
+            raise batch_not_found(batch_id)
         if batch.status not in ("cancelling", "cancelled"):
             raise GatewayError(409, f"batch is {batch.status}", code="batch_not_cancellable")
         return batch
