@@ -16,6 +16,7 @@ from relaygate.admin.schemas import (
     Listing,
     MessageOut,
 )
+from relaygate.jobs.model import view
 from relaygate.jobs.store import JobStore
 from relaygate.store.tables import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from relaygate.webhooks.endpoints import EndpointStore
@@ -24,18 +25,9 @@ router = APIRouter(tags=["webhooks"])
 
 
 def endpoint_out(row: WebhookEndpoint, secret: str | None = None) -> EndpointOut:
-    """The API view of an endpoint."""
-    return EndpointOut(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        url=row.url,
-        description=row.description,
-        allow_private=row.allow_private,
-        created_at=row.created_at,
-        disabled_at=row.disabled_at,
-        disabled_reason=row.disabled_reason,
-        secret=secret,
-    )
+    """The API view of an endpoint (with its new secret, right after creation or rotation)."""
+    out = EndpointOut.model_validate(row, from_attributes=True)
+    return out.model_copy(update={"secret": secret}) if secret is not None else out
 
 
 async def _endpoint(ctx: Ctx, caller: Caller, tenant_id: str, endpoint_id: str) -> WebhookEndpoint:
@@ -173,7 +165,5 @@ async def requeue_job(tenant_id: str, job_id: str, ctx: Ctx, caller: Caller) -> 
         await tenant_row(session, caller, tenant_id)
     if not plausible(job_id):
         raise not_found("job")
-    from relaygate.jobs.model import view
-
     job = await JobStore(ctx.sessions).requeue(job_id, tenant_id)
     return view(job)
