@@ -25,9 +25,8 @@ import aiohttp
 
 from bench import procs
 from bench.load import percentile
+from bench.report import save_results
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 Created = tuple[float, int, str | None]  # latency, HTTP status, job id
 
 
@@ -189,10 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = run(args)
     print(json.dumps(report, indent=2))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"jobs-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"results written to {out.relative_to(ROOT)}")
+    save_results("jobs", report)
     return 0 if report["lost"] == 0 and report["errors"] == 0 else 1
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import subprocess
 import sys
@@ -25,9 +24,7 @@ from pathlib import Path
 
 from bench import procs
 from bench.load import Endpoint, open_loop
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+from bench.report import save_results
 
 # (stage, substrings of a frame "function (file:line)"), checked from the innermost frame out.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -140,10 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             gateway.stop()
             stub.stop()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"profile-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\nresults written to {out.relative_to(ROOT)}")
+    print()
+    save_results("profile", report)
     return 0
 
 

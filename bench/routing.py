@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.charts import MISSING, pyplot
+from bench.report import save_results
 from relaygate.config.schema import ModelConfig, ProviderConfig, RoutingConfig
 from relaygate.errors import UpstreamError
 from relaygate.routing.catalog import Deployment
@@ -49,7 +50,6 @@ from relaygate.routing.stats import bucket_of
 
 ROOT = Path(__file__).resolve().parent.parent
 FLEET = ROOT / "bench" / "routing_data" / "fleet.json"
-RESULTS = ROOT / "bench" / "results"
 CHART = ROOT / "docs" / "routing-benchmark.png"
 LONG = 8000
 VIABLE_ERROR_RATE = 0.05
@@ -398,10 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(report))
     print(classifier_accuracy())
     print(f"({time.perf_counter() - started:.1f} s)")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"routing-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"results written to {out.relative_to(ROOT)}")
+    save_results("routing", report)
     if not args.no_chart:
         print(chart(report, CHART))
     return 0

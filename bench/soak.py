@@ -22,9 +22,8 @@ from typing import Any
 
 from bench import procs
 from bench.load import Endpoint, open_loop
+from bench.report import save_results
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 SEGMENT_S = 10.0
 
 
@@ -96,10 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             stub.stop()
     summary = {k: v for k, v in report.items() if k != "samples"}
     print(json.dumps(summary, indent=2))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"soak-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"results written to {out.relative_to(ROOT)}")
+    save_results("soak", report)
     return 0 if report["errors"] == 0 else 1
 
 

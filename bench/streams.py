@@ -30,9 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+from bench.report import save_results
 
 
 @dataclass
@@ -218,10 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = run(args)
     print(json.dumps(report, indent=2))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"streams-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"results written to {out.relative_to(ROOT)}")
+    save_results("streams", report)
     return 0 if all(r["errors"] == 0 for r in report["rounds"]) else 1
 
 
