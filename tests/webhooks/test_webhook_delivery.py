@@ -4,6 +4,8 @@ disabling the endpoint, SSRF refusals, the delivery log, manual redelivery and r
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +15,8 @@ import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from relaygate.webhooks import schedule, sender
+from relaygate.webhooks.ssrf import Destination
 from tests.fakes.openai import API_KEY, FakeOpenAI
 from tests.jobs.helpers import chat_job, create, jobs_config, wait_finished
 from tests.support.admin import Admin
@@ -214,3 +218,38 @@ def test_endpoint_urls_are_checked(gw: RunningGateway) -> None:
             headers=Admin(gw).headers,
         )
         assert response.status_code in (400, 422), (bad, response.text)
+
+
+def _dead_letter_log(
+    gw: RunningGateway, receiver: tuple[Receiver, str], path: str
+) -> list[dict[str, Any]]:
+    """Deliver a job's result to `path` until the message is dead; its attempts."""
+    _hooks, url = receiver
+    endpoint = _endpoint(gw, url + path)
+    create(gw, chat_job(callback_url=url + path))
+    _wait(lambda: _status(gw, endpoint["id"]) == "dead", timeout=20)
+    return _attempts(gw, _messages(gw, endpoint["id"])[0]["id"])
+
+
+def test_a_receiver_slower_than_the_attempt_timeout_is_cut_off_and_retried(
+    gw: RunningGateway, receiver: tuple[Receiver, str]
+) -> None:
+    log = _dead_letter_log(gw, receiver, "/slow")  # it sleeps 5 s; attempt_timeout_s is 1
+    assert [a["outcome"] for a in log] == ["retry"] * 4
+    assert all(a["status_code"] is None and a["error"] == "timeout" for a in log)
+    assert all(900 <= a["latency_ms"] < 2500 for a in log)
+
+
+def test_a_429_is_retried_after_its_retry_after(
+    gw: RunningGateway, receiver: tuple[Receiver, str]
+) -> None:
+    log = _dead_letter_log(gw, receiver, "/throttle")  # 429 with Retry-After: 1
+    assert [(a["status_code"], a["outcome"]) for a in log] == [(429, "retry")] * 4
+    # The sender hands the receiver's Retry-After to the schedule, which stretches the next
+    # step up to twice its length (here 0.3 s -> 0.6 s).
+    private = Destination(allow_private=frozenset({ipaddress.ip_network("127.0.0.1/32")}))
+    outcome = asyncio.run(
+        sender.deliver(receiver[1] + "/throttle", b"{}", {}, destination=private, timeout_s=1)
+    )
+    assert (outcome.kind, outcome.status, outcome.retry_after) == ("retry", 429, "1")
+    assert schedule.honour_retry_after(0.3, outcome.retry_after) == 0.6
