@@ -19,7 +19,7 @@ Each strategy runs with the same seeds; the report gives p50/p95 latency (all an
 the error rate clients see, the total cost, and its variance across seeds, then checks the
 targets against the best single provider (the one with the lowest long-prompt p95).
 
-    .venv/bin/python -m bench.routing [--seeds 12] [--seconds 3600] [--no-chart]
+    .venv/bin/python -m bench.routing [--seeds 40] [--seconds 3600] [--no-chart]
     .venv/bin/python -m bench.routing --classifier     # accuracy of the complexity classifier
 """
 
@@ -383,7 +383,7 @@ def classifier_accuracy() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=12)
+    parser.add_argument("--seeds", type=int, default=40)
     parser.add_argument("--seconds", type=float, help="simulated time (default: the fleet file's)")
     parser.add_argument("--no-chart", action="store_true")
     parser.add_argument("--classifier", action="store_true", help="only the classifier's accuracy")

@@ -171,7 +171,9 @@ class BreakerSettings(Strict):
     cooldown_s: float = Field(
         10.0, gt=0, description="first cooldown; doubles after a failed probe"
     )
-    max_cooldown_s: float = Field(300.0, gt=0)
+    max_cooldown_s: float = Field(
+        60.0, gt=0, description="cap on a cooldown (a recovered deployment waits at most this)"
+    )
 
 
 class RetrySettings(Strict):
