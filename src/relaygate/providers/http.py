@@ -1,8 +1,8 @@
 """The pooled upstream HTTP client shared by every HTTP provider.
 
-One aiohttp session per provider (keep-alive pool), separate connect / first-byte / between-chunk /
-total timeouts, redirects never followed, and response bodies capped in size. Error messages never
-contain the upstream URL or any credential.
+One keep-alive connection pool per provider (`http1.Pool`), separate connect / first-byte /
+between-chunk / total timeouts, redirects never followed, and response bodies capped in size.
+Error messages never contain the upstream URL or any credential.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlencode
 
-import aiohttp
 import orjson
 
 from relaygate.config.schema import ProviderConfig
 from relaygate.errors import UpstreamError, parse_retry_after
 from relaygate.providers.credentials import VaultCredentials
+from relaygate.providers.http1 import ConnectFailed, HTTPClientError, Pool, Response, encode_headers
 from relaygate.providers.sse import SSEDecoder, SSEEvent
 from relaygate.vault.scope import revealed_values
 
@@ -69,30 +70,23 @@ class UpstreamClient:
     ) -> None:
         self.config = config
         self.base_url = base_url.rstrip("/")
-        self._headers = dict(headers)
+        # Encoded once: every request sends the same provider headers.
+        self._headers = encode_headers({**headers, "Content-Type": "application/json"})
         # Only the resolved credentials are redacted (not every header value, e.g. a version).
         self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Pool | None = None
         # Set when some credentials are `vault:` references (resolved per request).
         self.vault: VaultCredentials | None = None
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            t = self.config.timeouts
-            connector = aiohttp.TCPConnector(
-                limit=self.config.max_connections, ttl_dns_cache=300, enable_cleanup_closed=True
+    def _get_pool(self) -> Pool:
+        # Made on first use, inside the event loop that will use it.
+        if self._pool is None:
+            self._pool = Pool(
+                self.base_url,
+                limit=self.config.max_connections,
+                connect_timeout=self.config.timeouts.connect,
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers=self._headers,
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-                # Read timeouts are applied per read by `_chunks` (first byte and between
-                # chunks differ, and aiohttp's sock_read would cap the first byte too).
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=None),
-                auto_decompress=True,
-                trust_env=False,
-            )
-        return self._session
+        return self._pool
 
     def redact(self, text: str) -> str:
         """Remove any credential this client holds, or this request decrypted, from `text`."""
@@ -102,29 +96,26 @@ class UpstreamClient:
 
     async def aclose(self) -> None:
         """Close the pool."""
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     @asynccontextmanager
     async def _request(
         self, path: str, body: Any, params: Mapping[str, str] | None, deadline: float
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+    ) -> AsyncIterator[Response]:
         name = self.config.name
-        url = self.base_url + path
-        session = self._get_session()
-        headers = {"Content-Type": "application/json"}
+        pool = self._get_pool()
+        target = pool.prefix + path
+        if params:
+            target += "?" + urlencode(params)
+        headers = self._headers
         if self.vault is not None:
-            headers.update(await self.vault.headers())
+            headers += encode_headers(await self.vault.headers())
         first_byte = asyncio.get_running_loop().time() + self.config.timeouts.first_byte
         try:
             async with asyncio.timeout_at(min(deadline, first_byte)):
-                response = await session.post(
-                    url,
-                    data=orjson.dumps(body),
-                    params=params,
-                    headers=headers,
-                    allow_redirects=False,
-                )
+                response = await pool.post(target, headers, orjson.dumps(body))
         except TimeoutError:
             raise UpstreamError(
                 504,
@@ -132,17 +123,17 @@ class UpstreamClient:
                 retryable=True,
                 code="upstream_timeout",
             ) from None
-        except aiohttp.ClientConnectorError:
+        except ConnectFailed:
             raise UpstreamError(
                 503,
                 f"provider {name!r} is unreachable",
                 retryable=True,
                 code="upstream_unavailable",
             ) from None
-        except aiohttp.ClientError as exc:
+        except HTTPClientError:
             raise UpstreamError(
                 502,
-                f"provider {name!r} failed before answering ({type(exc).__name__})",
+                f"provider {name!r} failed before answering (connection error)",
                 retryable=True,
                 code="upstream_unreachable",
             ) from None
@@ -151,17 +142,15 @@ class UpstreamClient:
                 await self._raise_for_status(response)
             yield response
         finally:
-            if response.closed:
-                response.release()  # body fully read: the connection goes back to the pool
-            else:
-                response.close()  # body unread (error, early stop): the connection is dropped
+            response.release()  # kept for reuse only if the body was read to its end
 
-    async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
+    async def _raise_for_status(self, response: Response) -> None:
         name = self.config.name
         status = response.status
         try:
-            payload = await response.content.read(64 * 1024)
-        except (aiohttp.ClientError, TimeoutError):
+            async with asyncio.timeout(self.config.timeouts.between_chunks):
+                payload = await response.read(64 * 1024)
+        except (HTTPClientError, TimeoutError):
             payload = b""
         message, code, param = _error_message(payload)
         retry_after = _retry_after(response.headers)
@@ -211,9 +200,7 @@ class UpstreamClient:
     def _deadline(self) -> float:
         return asyncio.get_running_loop().time() + self.config.timeouts.total
 
-    async def _chunks(
-        self, response: aiohttp.ClientResponse, deadline: float
-    ) -> AsyncGenerator[bytes, None]:
+    async def _chunks(self, response: Response, deadline: float) -> AsyncGenerator[bytes, None]:
         """The body as it arrives, each read bounded by the between-chunks timeout and the
         overall deadline. The timeout wraps a single await, so it holds whichever task reads."""
         between = self.config.timeouts.between_chunks
@@ -222,7 +209,7 @@ class UpstreamClient:
         size = 0
         while True:
             async with asyncio.timeout_at(min(deadline, loop.time() + between)):
-                chunk = await response.content.readany()
+                chunk = await response.read_chunk()
             if not chunk:
                 return
             size += len(chunk)
@@ -247,10 +234,10 @@ class UpstreamClient:
                 retryable=True,
                 code="upstream_timeout",
             ) from None
-        except aiohttp.ClientError as exc:
+        except HTTPClientError:
             raise UpstreamError(
                 502,
-                f"provider {self.config.name!r} connection failed ({type(exc).__name__})",
+                f"provider {self.config.name!r} connection failed",
                 retryable=True,
             ) from None
         try:
@@ -276,10 +263,10 @@ class UpstreamClient:
             raise UpstreamError(
                 504, f"provider {name!r} stream timed out", retryable=True, code="upstream_timeout"
             ) from None
-        except aiohttp.ClientError as exc:
+        except HTTPClientError:
             raise UpstreamError(
                 502,
-                f"provider {name!r} stream broke ({type(exc).__name__})",
+                f"provider {name!r} stream broke",
                 retryable=True,
                 code="upstream_disconnected",
             ) from None
