@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 from relaygate.admin.app import create_admin_app
 from relaygate.admin.context import AdminContext, AdminPrincipal, VaultAccess
 from relaygate.api import batches, chat, embeddings, errors, health, jobs, models, streams
+from relaygate.api.fastpath import FastPaths
 from relaygate.api.middleware import RequestIdMiddleware
 from relaygate.audit.log import AuditLog
 from relaygate.audit.signer import CheckpointSigner
@@ -377,7 +378,11 @@ def create_app(
         },
         lifespan=lifespan,
     )
-    return RequestIdMiddleware(app)
+    data_plane = {
+        "/v1/chat/completions": chat.chat_completions,
+        "/v1/embeddings": embeddings.embeddings,
+    }
+    return RequestIdMiddleware(FastPaths(app, data_plane))
 
 
 def create_app_from_env() -> ASGIApp:

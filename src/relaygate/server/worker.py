@@ -14,15 +14,15 @@ import logging
 import signal
 import sys
 
-from starlette.applications import Starlette
-
+from relaygate.api.fastpath import FastPaths
 from relaygate.app import create_app
 from relaygate.config.schema import GatewayConfig
 
 
 async def _work(config: GatewayConfig) -> None:
-    inner = create_app(config, worker=True).app
-    assert isinstance(inner, Starlette)
+    fast_paths = create_app(config, worker=True).app
+    assert isinstance(fast_paths, FastPaths)
+    inner = fast_paths.app
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
