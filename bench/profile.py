@@ -7,7 +7,7 @@ vault, upstream call, response write, usage record, other gateway code, server a
 prints the shares, and the CPU time per request so shares can be read as microseconds.
 
     pip install py-spy          # not a dependency; needs permission to read the worker's memory
-    .venv/bin/python -m bench.profile [--rate 300] [--seconds 20]
+    .venv/bin/python -m bench.profile [--rate 300] [--seconds 20] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--keep", type=Path, help="copy py-spy's raw stacks into this folder")
     args = parser.parse_args(argv)
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(pyspy).exists():
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                 cpu = gateway.cpu_seconds() - cpu_before
                 spy.wait(timeout=args.seconds + 30)
                 counts = summarize(raw)
+                if args.keep is not None:
+                    args.keep.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(raw, args.keep / raw.name)
                 total = sum(counts.values()) or 1
                 busy = total - counts.get("event loop, idle", 0)
                 per_request_us = cpu / max(1, load["requests"]) * 1e6
