@@ -153,9 +153,11 @@ class _Connection(asyncio.Protocol):
                 await self._waiter
             finally:
                 self._waiter = None
-        chunk = self._chunks.popleft()
-        self._buffered -= len(chunk)
-        if self._paused and self._buffered <= _HIGH_WATER // 2 and self.transport is not None:
+        # Everything that has arrived, as one piece: a burst of small chunks costs one pass.
+        chunk = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        if self._paused and self.transport is not None:
             self._paused = False
             self.transport.resume_reading()
         return chunk
