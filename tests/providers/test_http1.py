@@ -337,3 +337,42 @@ async def test_idle_connections_are_closed_after_the_idle_time(
     response.release()
     await pool.aclose()
     assert len(set(map(str, server.peers))) == 4
+
+
+async def test_a_body_delimited_by_the_server_closing_is_read_whole() -> None:
+    async def old_style(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"closed": ')
+        await writer.drain()
+        await asyncio.sleep(0.02)
+        writer.write(b"true}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(old_style, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = _client(f"http://127.0.0.1:{port}")
+    try:
+        assert await client.post_json("/v1/x", {}) == {"closed": True}
+    finally:
+        server.close()
+        await client.aclose()
+
+
+async def test_a_body_cut_short_is_an_error_not_a_truncated_answer() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial": ')
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(cut, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = _client(f"http://127.0.0.1:{port}")
+    try:
+        with pytest.raises(UpstreamError) as caught:
+            await client.post_json("/v1/x", {})
+        assert caught.value.status == 502
+    finally:
+        server.close()
+        await client.aclose()

@@ -86,8 +86,18 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if not self.complete:
+        if not self.complete and exc is None and self._until_close():
+            self.complete = True  # a body without a length ends when the server closes
+            self._wake()
+        elif not self.complete:
             self._fail(HTTPClientError("the server closed the connection"))
+
+    def _until_close(self) -> bool:
+        """Headers are in and name neither a length nor chunked framing (HTTP/1.0 style)."""
+        if self._head is None or not self._head.done() or self._head.exception() is not None:
+            return False
+        names = {name.lower() for name, _ in self._headers}
+        return b"content-length" not in names and b"transfer-encoding" not in names
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
