@@ -31,6 +31,7 @@ class Upstream:
         self.in_flight = 0
         self.most_in_flight = 0
         self.headers: list[dict[str, str]] = []
+        self.versions: list[list[str]] = []
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -45,6 +46,7 @@ class Upstream:
         assert request.transport is not None
         self.peers.append(request.transport.get_extra_info("peername"))
         self.headers.append(dict(request.headers))
+        self.versions.append(request.headers.getall("X-Version", []))
 
     async def echo(self, request: web.Request) -> web.Response:
         self._seen(request)
@@ -376,3 +378,29 @@ async def test_a_body_cut_short_is_an_error_not_a_truncated_answer() -> None:
     finally:
         server.close()
         await client.aclose()
+
+
+class _Vault:
+    """Stands in for VaultCredentials: this request's full set of auth headers."""
+
+    async def headers(self) -> dict[str, str]:
+        return {"authorization": "Bearer from-the-vault", "X-Version": "2024-01-01"}
+
+
+async def test_vault_credentials_replace_configured_headers_of_the_same_name(
+    upstream: tuple[Upstream, str],
+) -> None:
+    server, base = upstream
+    config = ProviderConfig.model_validate(
+        {"name": "p", "type": "openai_compatible", "base_url": base, "models": [{"name": "m"}]}
+    )
+    client = UpstreamClient(
+        config, base, {"Authorization": "Bearer static", "X-Version": "2024-01-01"}
+    )
+    client.vault = _Vault()  # type: ignore[assignment]
+    try:
+        await client.post_json("/v1/echo", {})
+    finally:
+        await client.aclose()
+    assert server.headers[0]["Authorization"] == "Bearer from-the-vault"
+    assert server.versions[0] == ["2024-01-01"]  # once, not twice

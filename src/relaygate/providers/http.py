@@ -70,8 +70,9 @@ class UpstreamClient:
     ) -> None:
         self.config = config
         self.base_url = base_url.rstrip("/")
-        # Encoded once: every request sends the same provider headers.
-        self._headers = encode_headers({**headers, "Content-Type": "application/json"})
+        self._header_values = {**headers, "Content-Type": "application/json"}
+        # Encoded once: without vault credentials every request sends the same headers.
+        self._headers = encode_headers(self._header_values)
         # Only the resolved credentials are redacted (not every header value, e.g. a version).
         self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
         self._pool: Pool | None = None
@@ -111,7 +112,19 @@ class UpstreamClient:
             target += "?" + urlencode(params)
         headers = self._headers
         if self.vault is not None:
-            headers += encode_headers(await self.vault.headers())
+            # This request's credentials replace the configured headers of the same name.
+            resolved = {k.lower(): (k, v) for k, v in self._header_values.items()}
+            for header, value in (await self.vault.headers()).items():
+                resolved[header.lower()] = (header, value)
+            try:
+                headers = encode_headers(dict(resolved.values()))
+            except ValueError:
+                raise UpstreamError(
+                    502,
+                    f"a vault credential of provider {name!r} is not a valid header value",
+                    retryable=False,
+                    code="upstream_auth_failed",
+                ) from None
         first_byte = asyncio.get_running_loop().time() + self.config.timeouts.first_byte
         try:
             async with asyncio.timeout_at(min(deadline, first_byte)):
