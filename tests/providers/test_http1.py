@@ -216,23 +216,42 @@ async def test_a_refused_connection_is_503_unavailable() -> None:
     assert caught.value.code == "upstream_unavailable"
 
 
-async def test_a_server_that_speaks_garbage_is_a_502() -> None:
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1000)
-        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
-        await writer.drain()
+async def _raw_answer(*parts: bytes) -> object:
+    """What the client makes of a server that reads the request head, then writes `parts`
+    (20 ms apart) and closes."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(0.02)
         writer.close()
 
-    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = _client(f"http://127.0.0.1:{port}")
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    client = _client(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
     try:
-        with pytest.raises(UpstreamError) as caught:
-            await client.post_json("/v1/echo", {})
-        assert caught.value.status == 502
+        return await client.post_json("/v1/x", {})
     finally:
         server.close()
         await client.aclose()
+
+
+async def test_a_server_that_speaks_garbage_is_a_502() -> None:
+    with pytest.raises(UpstreamError) as caught:
+        await _raw_answer(b"NOT HTTP AT ALL\r\n\r\n")
+    assert caught.value.status == 502
+
+
+async def test_a_body_delimited_by_the_server_closing_is_read_whole() -> None:
+    answer = await _raw_answer(b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"closed": ', b"true}")
+    assert answer == {"closed": True}
+
+
+async def test_a_body_cut_short_is_an_error_not_a_truncated_answer() -> None:
+    with pytest.raises(UpstreamError) as caught:
+        await _raw_answer(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial": ')
+    assert caught.value.status == 502
 
 
 def _certificate(directory: Path) -> tuple[Path, Path]:
@@ -339,45 +358,6 @@ async def test_idle_connections_are_closed_after_the_idle_time(
     response.release()
     await pool.aclose()
     assert len(set(map(str, server.peers))) == 4
-
-
-async def test_a_body_delimited_by_the_server_closing_is_read_whole() -> None:
-    async def old_style(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"closed": ')
-        await writer.drain()
-        await asyncio.sleep(0.02)
-        writer.write(b"true}")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(old_style, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = _client(f"http://127.0.0.1:{port}")
-    try:
-        assert await client.post_json("/v1/x", {}) == {"closed": True}
-    finally:
-        server.close()
-        await client.aclose()
-
-
-async def test_a_body_cut_short_is_an_error_not_a_truncated_answer() -> None:
-    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial": ')
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(cut, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = _client(f"http://127.0.0.1:{port}")
-    try:
-        with pytest.raises(UpstreamError) as caught:
-            await client.post_json("/v1/x", {})
-        assert caught.value.status == 502
-    finally:
-        server.close()
-        await client.aclose()
 
 
 class _Vault:
