@@ -384,3 +384,29 @@ async def test_vault_credentials_replace_configured_headers_of_the_same_name(
         await client.aclose()
     assert server.headers[0]["Authorization"] == "Bearer from-the-vault"
     assert server.versions[0] == ["2024-01-01"]  # once, not twice
+
+
+async def test_a_closed_connection_is_freed_without_the_cycle_collector(
+    upstream: tuple[Upstream, str],
+) -> None:
+    """After a burst, connections left for the cycle collector pin allocator arenas; a closed
+    connection must be freed by reference counting alone."""
+    import gc
+    import weakref
+
+    _, base = upstream
+    pool = Pool(base, limit=4, connect_timeout=2)
+    headers = encode_headers({"Content-Type": "application/json"})
+    gc.disable()
+    try:
+        response = await pool.post("/v1/close", headers, b"{}")
+        connection = weakref.ref(response._connection)  # type: ignore[arg-type]
+        await response.read(1000)
+        response.release()
+        del response
+        for _ in range(20):  # the transport reports the close on a later loop iteration
+            await asyncio.sleep(0.01)
+        assert connection() is None
+    finally:
+        gc.enable()
+        await pool.aclose()

@@ -54,7 +54,10 @@ class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self._parser = httptools.HttpResponseParser(self)
+        # None once the connection is gone: the parser and the transport both point back at this
+        # object, and dropping them lets it be freed at once rather than by the cycle collector.
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
+        self._status = 0
         self._header_bytes = 0
         self._headers: list[tuple[bytes, bytes]] = []
         self._head: asyncio.Future[None] | None = None
@@ -77,6 +80,8 @@ class _Connection(asyncio.Protocol):
             self._fail(HTTPClientError("unexpected data on an idle connection"))
             return
         self.received_any = True
+        if self._parser is None:
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -91,6 +96,8 @@ class _Connection(asyncio.Protocol):
             self._wake()
         elif not self.complete:
             self._fail(HTTPClientError("the server closed the connection"))
+        self._parser = None
+        self.transport = None
 
     def _until_close(self) -> bool:
         """Headers are in and name neither a length nor chunked framing (HTTP/1.0 style)."""
@@ -107,6 +114,8 @@ class _Connection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        assert self._parser is not None
+        self._status = int(self._parser.get_status_code())
         self._keep_alive = bool(self._parser.should_keep_alive())
         if self._head is not None and not self._head.done():
             self._head.set_result(None)
@@ -127,6 +136,7 @@ class _Connection(asyncio.Protocol):
     def start(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         """Get ready for the next response; the future resolves once its headers are in."""
         self._parser = httptools.HttpResponseParser(self)
+        self._status = 0
         self._header_bytes = 0
         self._headers = []
         self._chunks.clear()
@@ -139,7 +149,7 @@ class _Connection(asyncio.Protocol):
         return self._head
 
     def status(self) -> int:
-        return int(self._parser.get_status_code())
+        return self._status
 
     def headers(self) -> dict[str, str]:
         found: dict[str, str] = {}
