@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from relaygate.config.schema import ProviderConfig
 from relaygate.errors import UpstreamError
 from relaygate.providers.http import UpstreamClient
+from tests.support.upstream import upstream_client
 
 SECRET = "sk-bare-secret-value-123456"
 
@@ -58,17 +58,7 @@ async def base_url() -> AsyncIterator[str]:
 
 
 def _client(base: str, **timeouts: float) -> UpstreamClient:
-    config = ProviderConfig.model_validate(
-        {
-            "name": "p",
-            "type": "openai_compatible",
-            "base_url": base,
-            "timeouts": timeouts,
-            "max_response_bytes": 4096,
-            "models": [{"name": "m"}],
-        }
-    )
-    return UpstreamClient(config, base, {"Authorization": f"Bearer {SECRET}"}, [SECRET])
+    return upstream_client(base, SECRET, [SECRET], timeouts=timeouts, max_response_bytes=4096)
 
 
 async def test_first_byte_may_take_longer_than_between_chunks(base_url: str) -> None:

@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from relaygate.config.schema import ProviderConfig
 from relaygate.errors import UpstreamError
 from relaygate.providers.http import UpstreamClient
 from relaygate.providers.http1 import HTTPClientError, Pool, encode_headers
+from tests.support.upstream import provider_config, upstream_client
 
 
 class Upstream:
@@ -101,16 +101,7 @@ async def upstream() -> AsyncIterator[tuple[Upstream, str]]:
 
 
 def _client(base: str, **settings: object) -> UpstreamClient:
-    config = ProviderConfig.model_validate(
-        {
-            "name": "p",
-            "type": "openai_compatible",
-            "base_url": base,
-            "models": [{"name": "m"}],
-            **settings,
-        }
-    )
-    return UpstreamClient(config, base, {"Authorization": "Bearer sk-test-key"})
+    return upstream_client(base, "sk-test-key", **settings)
 
 
 async def test_connections_are_reused_and_the_base_path_and_query_are_kept(
@@ -195,14 +186,7 @@ async def test_a_body_left_unread_closes_the_connection(upstream: tuple[Upstream
 def test_headers_that_could_split_a_request_are_refused() -> None:
     with pytest.raises(ValueError, match="CR, LF or NUL"):
         encode_headers({"Authorization": "Bearer x\r\nX-Injected: 1"})
-    config = ProviderConfig.model_validate(
-        {
-            "name": "p",
-            "type": "openai_compatible",
-            "base_url": "http://127.0.0.1:9",
-            "models": [{"name": "m"}],
-        }
-    )
+    config = provider_config("http://127.0.0.1:9")
     with pytest.raises(ValueError) as caught:  # a provider's header is refused at start-up
         UpstreamClient(config, "http://127.0.0.1:9", {"X-Api": "secret-part\nb"})
     assert "secret-part" not in str(caught.value)
@@ -371,11 +355,8 @@ async def test_vault_credentials_replace_configured_headers_of_the_same_name(
     upstream: tuple[Upstream, str],
 ) -> None:
     server, base = upstream
-    config = ProviderConfig.model_validate(
-        {"name": "p", "type": "openai_compatible", "base_url": base, "models": [{"name": "m"}]}
-    )
     client = UpstreamClient(
-        config, base, {"Authorization": "Bearer static", "X-Version": "2024-01-01"}
+        provider_config(base), base, {"Authorization": "Bearer static", "X-Version": "2024-01-01"}
     )
     client.vault = _Vault()  # type: ignore[assignment]
     try:
