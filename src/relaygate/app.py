@@ -345,10 +345,15 @@ def create_app(
                 await gw.redis.aclose()
             await gw.engine.dispose()
 
+    # The data-plane endpoints: dispatched directly by FastPaths, and in Starlette's table too
+    # (background jobs call them through it).
+    data_plane = {
+        "/v1/chat/completions": chat.chat_completions,
+        "/v1/embeddings": embeddings.embeddings,
+    }
     app = Starlette(
         routes=[
-            Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
-            Route("/v1/embeddings", embeddings.embeddings, methods=["POST"]),
+            *(Route(path, handler, methods=["POST"]) for path, handler in data_plane.items()),
             Route("/v1/jobs", jobs.create_job, methods=["POST"]),
             Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
             Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
@@ -378,10 +383,6 @@ def create_app(
         },
         lifespan=lifespan,
     )
-    data_plane = {
-        "/v1/chat/completions": chat.chat_completions,
-        "/v1/embeddings": embeddings.embeddings,
-    }
     return RequestIdMiddleware(FastPaths(app, data_plane))
 
 
