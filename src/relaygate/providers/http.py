@@ -70,9 +70,11 @@ class UpstreamClient:
     ) -> None:
         self.config = config
         self.base_url = base_url.rstrip("/")
-        self._header_values = {**headers, "Content-Type": "application/json"}
+        values = {**headers, "Content-Type": "application/json"}
         # Encoded once: without vault credentials every request sends the same headers.
-        self._headers = encode_headers(self._header_values)
+        self._headers = encode_headers(values)
+        # By lower-cased name, for vault credentials to replace per request.
+        self._by_name = {name.lower(): (name, value) for name, value in values.items()}
         # Only the resolved credentials are redacted (not every header value, e.g. a version).
         self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
         self._pool: Pool | None = None
@@ -113,7 +115,7 @@ class UpstreamClient:
         headers = self._headers
         if self.vault is not None:
             # This request's credentials replace the configured headers of the same name.
-            resolved = {k.lower(): (k, v) for k, v in self._header_values.items()}
+            resolved = dict(self._by_name)
             for header, value in (await self.vault.headers()).items():
                 resolved[header.lower()] = (header, value)
             try:
