@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 # Upper bounds (prompt tokens) of the buckets: short, medium, long (8K-32K), huge.
 BUCKETS = (1024, 8192, 32768)
-LONG_BUCKET = 2  # prompts of 8,192 tokens or more
 _RECOMPUTE_EVERY = 16
 _SLOWDOWN_ALPHA = 0.3
 
@@ -28,6 +27,9 @@ def bucket_of(prompt_tokens: int) -> int:
         if prompt_tokens < bound:
             return index
     return len(BUCKETS)
+
+
+LONG_BUCKET = bucket_of(BUCKETS[1])  # prompts of 8,192 tokens or more
 
 
 @dataclass(slots=True)
