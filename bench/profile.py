@@ -33,7 +33,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("policy: limits, budgets", ("relaygate/policy/", "relaygate/limits/", "relaygate/budgets/")),
     ("routing", ("relaygate/routing/",)),
     ("body read + parse, validation", ("relaygate/api/body.py", "relaygate/api/validation.py")),
-    ("upstream call (http1 client)", ("relaygate/providers/", "aiohttp/")),
+    ("upstream call (http1 client)", ("relaygate/providers/",)),
     ("response write (SSE, send)", ("relaygate/api/sse.py", "starlette/responses.py")),
     ("usage record", ("relaygate/usage/", "relaygate/api/accounting.py")),
     ("disconnect watch", ("relaygate/api/disconnect.py",)),
