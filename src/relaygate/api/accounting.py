@@ -10,6 +10,7 @@ from starlette.requests import Request
 from relaygate.api.authn import authenticate
 from relaygate.api.body import parse_json, read_body
 from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
+from relaygate.api.responses import AnswerThen
 from relaygate.config.schema import Capability
 from relaygate.errors import GatewayError, UpstreamError, bad_request, model_not_found
 from relaygate.jobs.inprocess import REPORT_STATE
@@ -183,6 +184,12 @@ class RequestLedger:
         if self.plan is not None and self.gw.config.routing.debug_header:
             headers["x-relaygate-route-debug"] = self.plan.describe()
         return headers
+
+    def answer(self, result: JSON) -> AnswerThen:
+        """The 200 answer carrying `result`; its usage is recorded once the answer is sent,
+        so the client does not wait for the record (the journal write)."""
+        usage = Usage.from_openai(result["usage"])
+        return AnswerThen(result, self.headers(), lambda: self.finish(usage, 200, "ok"))
 
     def finish(self, usage: Usage, status: int, outcome: str) -> float:
         """Write the usage record (once); returns the cost in USD."""

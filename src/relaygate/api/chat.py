@@ -111,8 +111,7 @@ async def _complete(request: Request, gw: Gateway, body: JSON, ledger: RequestLe
     if not result.get("usage"):
         completion = gw.counter.count_text(completion_text(result))
         result["usage"] = Usage(prompt_tokens(), completion).to_openai()
-    ledger.finish(Usage.from_openai(result["usage"]), 200, "ok")
-    return Response(orjson.dumps(result), media_type="application/json", headers=ledger.headers())
+    return ledger.answer(result)
 
 
 async def _stream(

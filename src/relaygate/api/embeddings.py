@@ -53,5 +53,4 @@ async def embeddings(request: Request) -> Response:
     if not result.get("usage"):
         tokens = gw.counter.count_embedding_input(body.get("input"))
         result["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
-    ledger.finish(Usage.from_openai(result["usage"]), 200, "ok")
-    return Response(orjson.dumps(result), media_type="application/json", headers=ledger.headers())
+    return ledger.answer(result)
