@@ -4,14 +4,16 @@ Starts the upstream stub and two Relaygate workers: A runs the source of a git r
 (`--baseline`, default HEAD), B the working tree. Then, for `--rounds` rounds, it drives each of
 direct-to-stub, A and B at `--rate` requests per second for `--seconds` (open loop, the same
 load as the suite's latency runs), alternating the order every round so that drift of this
-machine affects all three alike. Prints each round's p50 and, per gateway, the added latency
-(its p50/p99 minus direct's in the same round): the median over rounds and every round's value.
+machine affects all three alike. `--pairs N` repeats that with fresh A and B processes N times.
+Prints each round's p50 and, per gateway, the added latency (its p50/p99 minus direct's in the
+same round): the median over all rounds and every round's value.
 
-    .venv/bin/python -m bench.ab [--baseline REV] [--rate 100] [--rounds 7] [--seconds 8]
+    .venv/bin/python -m bench.ab [--baseline REV] [--rate 100] [--rounds 7] [--pairs 1]
 
-On this VM single runs of the added p50 at 100 req/s drift by +-0.25 ms from minute to minute,
-so a change worth less than about 0.1 ms needs many rounds to show. A's source comes from
-`git archive`, so only committed changes are in A; both run with this environment's packages.
+On this VM two processes running the same code can differ by up to 0.3 ms of added p50 (process
+layout, and the machine's drift from minute to minute), so a smaller change needs several
+pairs to show. A's source comes from `git archive`, so only committed changes are in A; both
+run with this environment's packages.
 """
 
 from __future__ import annotations
@@ -57,60 +59,77 @@ def added(rounds: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return summary
 
 
+def _start_gateway(
+    workdir: Path, stub_port: int, source: Path | None
+) -> tuple[procs.Service, Endpoint]:
+    saved = os.environ.get("PYTHONPATH")
+    if source is not None:  # the gateway imports relaygate from here, not from the tree
+        os.environ["PYTHONPATH"] = str(source)
+    try:
+        gateway, port, key = procs.start_relaygate(workdir, stub_port, stub_port)
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+    return gateway, Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", key, "fake-gpt")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         baseline_src = export_source(args.baseline, workdir)
         stub, stub_port = procs.start_stub("stub", workdir, delay_ms=0, chunks=10, interval_ms=5)
         stack.callback(stub.stop)
-        endpoints = {
-            "direct": Endpoint(
-                f"http://127.0.0.1:{stub_port}/v1/chat/completions", "stub-key", "fake-gpt"
-            )
-        }
-        for name, source in (("A", baseline_src), ("B", None)):
-            gateway_dir = workdir / name
-            gateway_dir.mkdir()
-            saved = os.environ.get("PYTHONPATH")
-            if source is not None:  # the gateway imports relaygate from here, not the tree
-                os.environ["PYTHONPATH"] = str(source)
+        direct = Endpoint(f"http://127.0.0.1:{stub_port}/v1/chat/completions", "stub", "fake-gpt")
+        for pair in range(args.pairs):
+            # Fresh processes for each pair, started in alternating order: a process's own
+            # memory layout shifts its latency by tenths of a millisecond.
+            sources = [("A", baseline_src), ("B", None)]
+            if pair % 2:
+                sources.reverse()
+            gateways: list[procs.Service] = []
+            endpoints = {"direct": direct}
+            for name, source in sources:
+                gateway_dir = workdir / f"{name}{pair}"
+                gateway_dir.mkdir()
+                gateway, endpoints[name] = _start_gateway(gateway_dir, stub_port, source)
+                gateways.append(gateway)
             try:
-                gateway, port, key = procs.start_relaygate(gateway_dir, stub_port, stub_port)
+                for endpoint in endpoints.values():  # warm-up, not recorded
+                    asyncio.run(
+                        open_loop(
+                            endpoint, rate=args.rate, seconds=args.warmup_s, stream=args.stream
+                        )
+                    )
+                for index in range(args.rounds):
+                    order = list(endpoints.items())
+                    if index % 2:
+                        order.reverse()
+                    measured = {
+                        name: asyncio.run(
+                            open_loop(
+                                endpoint, rate=args.rate, seconds=args.seconds, stream=args.stream
+                            )
+                        )
+                        for name, endpoint in order
+                    }
+                    rounds.append(measured)
+                    print(
+                        f"pair {pair + 1} round {index + 1}: p50 ms "
+                        + ", ".join(f"{n} {measured[n]['p50_ms']:.3f}" for n in endpoints),
+                        flush=True,
+                    )
             finally:
-                if saved is None:
-                    os.environ.pop("PYTHONPATH", None)
-                else:
-                    os.environ["PYTHONPATH"] = saved
-            stack.callback(gateway.stop)
-            endpoints[name] = Endpoint(
-                f"http://127.0.0.1:{port}/v1/chat/completions", key, "fake-gpt"
-            )
-        for endpoint in endpoints.values():  # warm-up, not recorded
-            asyncio.run(
-                open_loop(endpoint, rate=args.rate, seconds=args.warmup_s, stream=args.stream)
-            )
-        rounds: list[dict[str, Any]] = []
-        for index in range(args.rounds):
-            order = list(endpoints.items())
-            if index % 2:
-                order.reverse()
-            measured = {
-                name: asyncio.run(
-                    open_loop(endpoint, rate=args.rate, seconds=args.seconds, stream=args.stream)
-                )
-                for name, endpoint in order
-            }
-            rounds.append(measured)
-            print(
-                f"round {index + 1}: p50 ms "
-                + ", ".join(f"{name} {measured[name]['p50_ms']:.3f}" for name in endpoints),
-                flush=True,
-            )
-    errors = {name: sum(r[name]["errors"] for r in rounds) for name in endpoints}
+                for gateway in gateways:
+                    gateway.stop()
+    errors = {name: sum(r[name]["errors"] for r in rounds) for name in ("direct", "A", "B")}
     return {
         "baseline": args.baseline,
         "rate": args.rate,
         "seconds": args.seconds,
+        "pairs": args.pairs,
         "stream": args.stream,
         "errors": errors,
         "added_A_baseline": added(rounds, "A"),
@@ -123,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default="HEAD", help="git revision for gateway A")
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=7, help="per pair of gateway processes")
+    parser.add_argument(
+        "--pairs", type=int, default=1, help="start A and B afresh this many times (default 1)"
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="per target and round")
     parser.add_argument("--warmup-s", type=float, default=2.0, help="per target, not recorded")
     parser.add_argument("--stream", action="store_true", help="streamed requests")
@@ -131,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     report = run(args)
     for name in ("A_baseline", "B_working_tree"):
         figures = report[f"added_{name}"]
+        count = len(figures["p50_ms"]["rounds"])
         print(
             f"{name}: added p50 {figures['p50_ms']['median']:+.3f} ms, "
-            f"p99 {figures['p99_ms']['median']:+.3f} ms (median of {args.rounds} rounds)"
+            f"p99 {figures['p99_ms']['median']:+.3f} ms (median of {count} rounds)"
         )
     save_results("ab", report)
     return 0 if not any(report["errors"].values()) else 1
