@@ -91,12 +91,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 sources.reverse()
             gateways: list[procs.Service] = []
             endpoints = {"direct": direct}
-            for name, source in sources:
-                gateway_dir = workdir / f"{name}{pair}"
-                gateway_dir.mkdir()
-                gateway, endpoints[name] = _start_gateway(gateway_dir, stub_port, source)
-                gateways.append(gateway)
             try:
+                for name, source in sources:
+                    gateway_dir = workdir / f"{name}{pair}"
+                    gateway_dir.mkdir()
+                    gateway, endpoints[name] = _start_gateway(gateway_dir, stub_port, source)
+                    gateways.append(gateway)
                 for endpoint in endpoints.values():  # warm-up, not recorded
                     asyncio.run(
                         open_loop(
