@@ -23,6 +23,7 @@ import signal
 import statistics
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,28 @@ def summarize(requests: list[dict[str, int]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _collect(pid: int, marks_file: Path) -> list[dict[str, int]]:
+    """Signal the gateway to write its marks, wait for the file, read it and remove it."""
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if marks_file.exists() and marks_file.stat().st_size:
+            try:
+                requests: list[dict[str, int]] = json.loads(marks_file.read_text())
+            except json.JSONDecodeError:
+                continue  # still being written
+            marks_file.unlink()
+            return requests
+    raise RuntimeError("the gateway wrote no marks (were the probes loaded?)")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         marks_file = workdir / "marks.json"
         stub, stub_port = procs.start_stub("stub", workdir, delay_ms=0, chunks=10, interval_ms=5)
+        stack.callback(stub.stop)
         saved = dict(os.environ)
         os.environ["PYTHONPATH"] = str(PROBES)
         os.environ["RELAYGATE_TIMELINE_OUT"] = str(marks_file)
@@ -71,30 +89,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        try:
-            endpoint = Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", key, "fake-gpt")
-            asyncio.run(open_loop(endpoint, rate=args.rate, seconds=2, stream=False))
-            pid = gateway.processes()[0].pid
-            os.kill(pid, signal.SIGUSR2)  # drop the warm-up's marks
-            time.sleep(0.5)
-            load = asyncio.run(
-                open_loop(endpoint, rate=args.rate, seconds=args.seconds, stream=False)
-            )
-            os.kill(pid, signal.SIGUSR2)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                time.sleep(0.2)
-                if marks_file.exists() and marks_file.stat().st_size:
-                    try:
-                        requests = json.loads(marks_file.read_text())
-                        break
-                    except json.JSONDecodeError:
-                        continue  # still being written
-            else:
-                raise RuntimeError("the gateway wrote no marks (were the probes loaded?)")
-        finally:
-            gateway.stop()
-            stub.stop()
+        stack.callback(gateway.stop)
+        endpoint = Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", key, "fake-gpt")
+        asyncio.run(open_loop(endpoint, rate=args.rate, seconds=2, stream=False))
+        pid = gateway.processes()[0].pid
+        _collect(pid, marks_file)  # the warm-up's marks, dropped
+        load = asyncio.run(open_loop(endpoint, rate=args.rate, seconds=args.seconds, stream=False))
+        requests = _collect(pid, marks_file)
     return {
         "rate": args.rate,
         "seconds": args.seconds,
