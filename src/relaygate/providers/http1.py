@@ -16,6 +16,7 @@ connection (what browsers and most clients do; the server closed it without read
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import zlib
 from collections import deque
@@ -54,22 +55,29 @@ class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        # None once the connection is gone: the parser and the transport both point back at this
-        # object, and dropping them lets it be freed at once rather than by the cycle collector.
+        # One parser for the connection's whole life (llhttp parses keep-alive answers one
+        # after another). None once the connection is gone: the parser and the transport both
+        # point back at this object, and dropping them lets it be freed at once rather than by
+        # the cycle collector.
         self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
+        self._head: asyncio.Future[None] | None = None
+        self._chunks: deque[bytes] = deque()
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self.idle_since = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget the previous answer (its headers list stays with the Response holding it)."""
         self._status = 0
         self._header_bytes = 0
         self._headers: list[tuple[bytes, bytes]] = []
-        self._head: asyncio.Future[None] | None = None
-        self._chunks: deque[bytes] = deque()
+        self._chunks.clear()
         self._buffered = 0
-        self._paused = False
-        self._waiter: asyncio.Future[None] | None = None
         self.complete = False
         self.received_any = False
         self._keep_alive = False
         self.error: HTTPClientError | None = None
-        self.idle_since = 0.0
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -135,29 +143,15 @@ class _Connection(asyncio.Protocol):
     # used by Response and Pool
     def start(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         """Get ready for the next response; the future resolves once its headers are in."""
-        self._parser = httptools.HttpResponseParser(self)
-        self._status = 0
-        self._header_bytes = 0
-        self._headers = []
-        self._chunks.clear()
-        self._buffered = 0
-        self.complete = False
-        self.received_any = False
-        self._keep_alive = False
-        self.error = None
+        self._reset()
         self._head = loop.create_future()
         return self._head
 
     def status(self) -> int:
         return self._status
 
-    def headers(self) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for name, value in self._headers:
-            key = name.decode("latin-1").lower()
-            text = value.decode("latin-1")
-            found[key] = f"{found[key]}, {text}" if key in found else text
-        return found
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        return self._headers
 
     def reusable(self) -> bool:
         return self.complete and not self.closed and self._keep_alive
@@ -205,6 +199,16 @@ class _Connection(asyncio.Protocol):
         self.close()
 
 
+def _joined(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Headers by lower-cased name, repeated ones joined with ", "."""
+    found: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        found[key] = f"{found[key]}, {text}" if key in found else text
+    return found
+
+
 class Response:
     """The status and headers of an answer; its body is read chunk by chunk."""
 
@@ -212,14 +216,22 @@ class Response:
         self._pool = pool
         self._connection: _Connection | None = connection
         self.status = connection.status()
-        self.headers = connection.headers()
-        encoding = self.headers.get("content-encoding", "identity").strip().lower()
+        self._raw_headers = connection.raw_headers()
+        encoding = b"identity"
+        for name, value in self._raw_headers:
+            if name.lower() == b"content-encoding":
+                encoding = value.strip().lower()
         self._inflate = None
-        if encoding in ("gzip", "x-gzip", "deflate"):
+        if encoding in (b"gzip", b"x-gzip", b"deflate"):
             self._inflate = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)
-        elif encoding not in ("", "identity"):
+        elif encoding not in (b"", b"identity"):
             connection.close()
             raise HTTPClientError("the server used an unsupported content encoding")
+
+    @functools.cached_property
+    def headers(self) -> dict[str, str]:
+        """By lower-cased name; decoded on first use (only error answers need them)."""
+        return _joined(self._raw_headers)
 
     async def read_chunk(self) -> bytes:
         """The next piece of the body as it arrives; b"" at its end."""
