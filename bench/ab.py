@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import tempfile
@@ -62,16 +61,9 @@ def added(rounds: list[dict[str, Any]], name: str) -> dict[str, Any]:
 def _start_gateway(
     workdir: Path, stub_port: int, source: Path | None
 ) -> tuple[procs.Service, Endpoint]:
-    saved = os.environ.get("PYTHONPATH")
-    if source is not None:  # the gateway imports relaygate from here, not from the tree
-        os.environ["PYTHONPATH"] = str(source)
-    try:
-        gateway, port, key = procs.start_relaygate(workdir, stub_port, stub_port)
-    finally:
-        if saved is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved
+    # With `source`, the gateway imports relaygate from there instead of the working tree.
+    extra_env = {"PYTHONPATH": str(source)} if source is not None else None
+    gateway, port, key = procs.start_relaygate(workdir, stub_port, stub_port, extra_env=extra_env)
     return gateway, Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", key, "fake-gpt")
 
 

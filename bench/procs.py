@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,9 +183,11 @@ def start_relaygate(
     max_connections: int = 256,
     server_yaml: str = "",
     extra_yaml: str = "",
+    extra_env: Mapping[str, str] | None = None,
 ) -> tuple[Service, int, str]:
     """Start Relaygate (one worker, default features) in front of the two stubs;
-    `server_yaml` adds lines to its `server:` section, `extra_yaml` whole sections."""
+    `server_yaml` adds lines to its `server:` section, `extra_yaml` whole sections, `extra_env`
+    variables to its environment."""
     port = free_port()
     data_dir = workdir / "relaygate-data"
     data_dir.mkdir(exist_ok=True)
@@ -218,6 +221,7 @@ routes:
         RELAYGATE_ADMIN_KEY=random_key(),
         STUB_KEY="stub-key",
     )
+    env.update(extra_env or {})
     relaygate = Path(sys.executable).parent / "relaygate"
     argv = [str(relaygate), "serve", "--config", str(config), "--port", str(port)]
     service = start("relaygate", argv, env, workdir)

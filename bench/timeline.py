@@ -81,14 +81,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         marks_file = workdir / "marks.json"
         stub, stub_port = procs.start_stub("stub", workdir, delay_ms=0, chunks=10, interval_ms=5)
         stack.callback(stub.stop)
-        saved = dict(os.environ)
-        os.environ["PYTHONPATH"] = str(PROBES)
-        os.environ["RELAYGATE_TIMELINE_OUT"] = str(marks_file)
-        try:
-            gateway, port, key = procs.start_relaygate(workdir, stub_port, stub_port)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        gateway, port, key = procs.start_relaygate(
+            workdir,
+            stub_port,
+            stub_port,
+            extra_env={"PYTHONPATH": str(PROBES), "RELAYGATE_TIMELINE_OUT": str(marks_file)},
+        )
         stack.callback(gateway.stop)
         endpoint = Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", key, "fake-gpt")
         asyncio.run(open_loop(endpoint, rate=args.rate, seconds=2, stream=False))
