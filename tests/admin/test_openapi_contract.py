@@ -111,7 +111,8 @@ async def _seed(url: str, data_dir: Path) -> tuple[str, dict[str, str]]:
     operator_key, _ = await KeyStore(sessions).create_key(None, kind="admin")
     keys = AdminKeys()
     await keys.reload(sessions)
-    app = create_admin_app(lambda: _context(sessions, keys, data_dir))
+    ((operator, _),) = keys.by_hash.values()
+    app = create_admin_app(lambda: _context(sessions, keys, data_dir, operator.key_id))
     transport = httpx.ASGITransport(app=app)
     auth = {"Authorization": f"Bearer {operator_key}"}
     async with httpx.AsyncClient(transport=transport, base_url="http://a", headers=auth) as c:
@@ -160,7 +161,7 @@ async def _seed(url: str, data_dir: Path) -> tuple[str, dict[str, str]]:
     }
 
 
-def _context(sessions: Any, keys: AdminKeys, data_dir: Path) -> AdminContext:
+def _context(sessions: Any, keys: AdminKeys, data_dir: Path, operator_id: str) -> AdminContext:
     async def reload_policy() -> None:
         await keys.reload(sessions)
 
@@ -169,11 +170,11 @@ def _context(sessions: Any, keys: AdminKeys, data_dir: Path) -> AdminContext:
 
     access = vault_access_for_tests(sessions, data_dir)
     # The document is under test here, not HMAC verification (tests/vault signs for real):
-    # every vault request counts as signed by the operator key that the seed created.
-    operator = next(iter(keys.by_hash.values()))[0]
+    # every vault request counts as signed by the operator key that the seed created (found
+    # before the run: the run creates more admin keys, in no particular order).
 
     async def signed_by_operator(*_args: object) -> str:
-        return operator.key_id
+        return operator_id
 
     access = dataclasses.replace(access, verify_signature=signed_by_operator)
     return AdminContext(
@@ -203,8 +204,9 @@ def test_the_api_conforms_to_its_own_document(
     sessions = sessionmaker(engine)
     keys = AdminKeys()
     asyncio.run(keys.reload(sessions))
+    ((operator, _),) = keys.by_hash.values()  # the seed's operator key, the only one so far
     # Mounted as the gateway mounts it: the document's server URL is /admin/v1.
-    admin_app = create_admin_app(lambda: _context(sessions, keys, tmp_path))
+    admin_app = create_admin_app(lambda: _context(sessions, keys, tmp_path, operator.key_id))
     # The gateway's own 404 handler: a path the mount cannot match (e.g. with a newline in an
     # id) still answers in the JSON envelope.
     app = Starlette(
