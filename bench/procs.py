@@ -150,6 +150,13 @@ def wait_ready(service: Service, url: str, timeout: float) -> None:
     raise RuntimeError(f"{service.name} not ready after {timeout:.0f} s:\n{service.log_tail()}")
 
 
+def bench_env() -> dict[str, str]:
+    """This environment, with the repository on the path (`python -m bench.<tool>` anywhere)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    return env
+
+
 def start_stub(
     name: str, workdir: Path, *, delay_ms: float, chunks: int, interval_ms: float
 ) -> tuple[Service, int]:
@@ -168,11 +175,14 @@ def start_stub(
         "--chunk-interval-ms",
         str(interval_ms),
     ]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-    service = start(name, argv, env, workdir)
+    service = start(name, argv, bench_env(), workdir)
     wait_ready(service, f"http://127.0.0.1:{port}/health", 15)
     return service, port
+
+
+# `server_yaml` for tools that signal or attach to the serving process (bench.timeline,
+# bench.profile): one process serves, without the supervisor of decision 0019.
+SINGLE_PROCESS = "  recycle: {enabled: false}\n"
 
 
 def start_relaygate(

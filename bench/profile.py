@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         stub, stub_port = procs.start_stub("stub", workdir, delay_ms=0, chunks=10, interval_ms=0)
-        gateway, port, key = procs.start_relaygate(workdir, stub_port, stub_port)
+        gateway, port, key = procs.start_relaygate(
+            workdir, stub_port, stub_port, server_yaml=procs.SINGLE_PROCESS
+        )
         try:
             endpoint = Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", key, "fake-gpt")
             for stream in (False, True):

@@ -107,6 +107,34 @@ async def drive(
     return list(await asyncio.gather(*tasks))
 
 
+async def trickle(port: int, key: str, rate: float, seconds: float) -> None:
+    """Non-streamed requests at `rate` per second for `seconds`: traffic after a burst."""
+    body = json.dumps(
+        {"model": "fake-gpt", "messages": [{"role": "user", "content": "After the burst."}]}
+    ).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n".encode()
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            await asyncio.sleep(1 / rate)
+    finally:
+        writer.close()
+
+
 def _mib(value: int) -> float:
     return round(value / 2**20, 1)
 
@@ -116,6 +144,11 @@ def _sockets(service: procs.Service) -> int:
     return sum(
         len([c for c in process.net_connections(kind="tcp")]) for process in service.processes()
     )
+
+
+def _worker_pids(service: procs.Service) -> set[int]:
+    """The gateway's processes (the supervisor's workers change when one is recycled)."""
+    return {process.pid for process in service.processes()}
 
 
 def _malloc_trim(service: procs.Service) -> int:
@@ -146,15 +179,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             time.sleep(2)
             idle = gateway.rss_bytes()
-            cpu_before = gateway.cpu_seconds()
+            cpu = 0.0
             rounds = []
             for _ in range(args.rounds):
                 started = time.monotonic()
+                workers = _worker_pids(gateway)
+                cpu_before = gateway.cpu_seconds()
                 with procs.RssSampler(gateway, interval=0.5) as sampler:
                     results = asyncio.run(drive(port, key, args.streams, args.ramp, args.chunks))
                 elapsed = time.monotonic() - started
+                cpu += gateway.cpu_seconds() - cpu_before  # before a replaced worker's is gone
                 after = gateway.rss_bytes()
-                time.sleep(args.settle_s)
+                if args.trickle:
+                    asyncio.run(trickle(port, key, args.trickle, args.settle_s))
+                else:
+                    time.sleep(args.settle_s)
                 settled = gateway.rss_bytes()
                 rounds.append(
                     {
@@ -162,11 +201,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "rss_peak_mib": _mib(sampler.peak),
                         "rss_settled_mib": _mib(settled),
                         "open_sockets_settled": _sockets(gateway),
+                        "worker_replaced": _worker_pids(gateway) != workers,
                     }
                 )
                 if args.trim:
                     rounds[-1]["rss_after_malloc_trim_mib"] = _mib(_malloc_trim(gateway))
-            cpu = gateway.cpu_seconds() - cpu_before
         finally:
             gateway.stop()
             stub.stop()
@@ -201,7 +240,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ramp", type=float, default=500.0, help="new streams per second")
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument("--interval-ms", type=float, default=2000.0)
-    parser.add_argument("--settle-s", type=float, default=10.0)
+    parser.add_argument(
+        "--settle-s",
+        type=float,
+        default=45.0,
+        help="wait after each burst (a grown worker is replaced after 30 s without traffic)",
+    )
+    parser.add_argument(
+        "--trickle",
+        type=float,
+        default=0.0,
+        help="non-streamed requests per second during the settle time (traffic after a burst)",
+    )
     parser.add_argument(
         "--trim",
         action="store_true",

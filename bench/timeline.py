@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             workdir,
             stub_port,
             stub_port,
+            server_yaml=procs.SINGLE_PROCESS,
             extra_env={"PYTHONPATH": str(PROBES), "RELAYGATE_TIMELINE_OUT": str(marks_file)},
         )
         stack.callback(gateway.stop)

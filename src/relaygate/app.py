@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
@@ -44,6 +45,8 @@ from relaygate.routing.breaker import MemoryBreakers, SharedBreakers
 from relaygate.routing.catalog import Catalog
 from relaygate.routing.router import Router
 from relaygate.server.background import Background
+from relaygate.server.recycle import Recycler
+from relaygate.server.supervisor import RECYCLE_DIR_ENV, die_with_supervisor
 from relaygate.state import Gateway
 from relaygate.store.database import create_engine, migrate_async, sessionmaker
 from relaygate.store.snapshot import load_snapshot, policy_version
@@ -324,6 +327,10 @@ def create_app(
         tasks.append(asyncio.create_task(gw.outbox.run(), name="webhook-outbox"))
         if isinstance(gw.router.breakers, SharedBreakers):
             tasks.append(asyncio.create_task(gw.router.breakers.run(), name="breaker-sync"))
+        flags = env.get(RECYCLE_DIR_ENV)
+        if flags and config.server.recycle.enabled and not worker:
+            recycler = Recycler(config.server.recycle, Path(flags), lambda: _busy(gw, outer))
+            tasks.append(asyncio.create_task(recycler.run(), name="worker-recycle"))
         try:
             yield
         finally:
@@ -383,9 +390,21 @@ def create_app(
         },
         lifespan=lifespan,
     )
-    return RequestIdMiddleware(FastPaths(app, data_plane))
+    outer = RequestIdMiddleware(FastPaths(app, data_plane))
+    return outer
+
+
+def _busy(gw: Gateway, outer: RequestIdMiddleware) -> bool:
+    """Whether this worker has anything a replacement could not take over."""
+    runner = gw.jobs.runner if gw.jobs is not None else None
+    return (
+        outer.in_flight > 0
+        or (runner is not None and bool(runner.running))
+        or (gw.streams is not None and gw.streams.held_here() > 0)
+    )
 
 
 def create_app_from_env() -> ASGIApp:
-    """Factory for multi-worker serving: the config path comes from RELAYGATE_CONFIG."""
+    """Factory for the supervisor's workers: the config path comes from RELAYGATE_CONFIG."""
+    die_with_supervisor()
     return create_app(load_config(os.environ.get("RELAYGATE_CONFIG") or None))

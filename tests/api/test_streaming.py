@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import openai
-import psutil
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 
@@ -331,8 +330,7 @@ def test_slow_client_slows_the_upstream_and_memory_stays_flat(
         f"Authorization: Bearer {gateway.key}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
     ).encode() + payload
-    gateway_process = psutil.Process(gateway.process.pid)
-    baseline = peak = gateway_process.memory_info().rss
+    baseline = peak = gateway.rss()
 
     head = b""
     received = 0
@@ -351,10 +349,10 @@ def test_slow_client_slows_the_upstream_and_memory_stays_flat(
                 head += piece
             if not samples or elapsed - samples[-1][0] >= 0.1:
                 samples.append((elapsed, received, fake.recorder.bytes_sent.get(tag, 0)))
-                peak = max(peak, gateway_process.memory_info().rss)
+                peak = max(peak, gateway.rss())
             time.sleep(0.01)
         samples.append((elapsed, received, fake.recorder.bytes_sent.get(tag, 0)))
-    peak = max(peak, gateway_process.memory_info().rss)
+    peak = max(peak, gateway.rss())
 
     assert head.startswith(b"HTTP/1.1 200")
     assert b"\r\n\r\n" in head and b"data: {" in head

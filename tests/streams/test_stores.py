@@ -95,3 +95,23 @@ async def test_a_long_stream_keeps_its_latest_events_and_watchers_keep_up(
     ids = [n for n, _ in replay]
     assert ids == list(range(ids[0], 251)) and 100 <= len(ids) < 250
     assert all(frame == b"data: %d\n\n" % n for n, frame in replay)
+
+
+async def test_streams_held_in_this_process_are_counted_until_they_expire() -> None:
+    now = [100.0]
+    memory = MemoryStreamStore(max_events=10, clock=lambda: now[0])
+    assert memory.held_here() == 0
+    await memory.open("a", "acme", 60)
+    await memory.open("b", "acme", 10)
+    await memory.close("b")  # ended, but still resumable until it expires
+    assert memory.held_here() == 2
+    now[0] += 11
+    assert memory.held_here() == 1  # a worker holding "a" is not replaced
+    now[0] += 50
+    assert memory.held_here() == 0
+
+
+async def test_redis_streams_are_never_held_by_the_process(store: StreamStore) -> None:
+    await store.open("held", "acme", 60)
+    expected = 1 if isinstance(store, MemoryStreamStore) else 0
+    assert store.held_here() == expected

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import yaml
 
 from tests.support.servers import free_port
@@ -38,6 +39,11 @@ class RunningGateway:
     def logs(self) -> str:
         """Everything the process printed so far."""
         return self.log_path.read_text(errors="replace")
+
+    def rss(self) -> int:
+        """Resident memory of the gateway: the supervisor and its workers."""
+        root = psutil.Process(self.process.pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
 
     def stop(self) -> int:
         """SIGTERM, wait for the graceful shutdown; returns the exit code."""

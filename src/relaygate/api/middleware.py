@@ -1,4 +1,5 @@
-"""Pure ASGI middleware wrapped around the whole app: request ids on every response.
+"""Pure ASGI middleware wrapped around the whole app: request ids on every response, and the
+count of requests in flight (a worker is recycled only when it has none).
 
 It sits outside Starlette's ServerErrorMiddleware so even a 500 carries its request id, and it
 absorbs the exception that ServerErrorMiddleware re-raises after answering, so the server logs
@@ -23,6 +24,7 @@ class RequestIdMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.in_flight = 0  # HTTP requests started and not yet finished
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,7 +46,10 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
+        self.in_flight += 1
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
             log.error("request %s failed: %s", request_id, type(exc).__name__)
+        finally:
+            self.in_flight -= 1

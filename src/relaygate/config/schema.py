@@ -219,6 +219,24 @@ class RoutingConfig(Strict):
     )
 
 
+class RecycleConfig(Strict):
+    """Replacing a worker whose memory stayed grown after a burst (decision 0019).
+
+    CPython keeps memory it has freed: after thousands of concurrent streams a worker stays at
+    its peak resident size although little of it is live. A supervisor replaces such a worker
+    with a fresh one, which starts serving before the old one stops (no refused connection).
+    """
+
+    enabled: bool = Field(True, description="replace workers whose memory stayed grown")
+    growth_mb: int = Field(
+        128, ge=16, description="resident memory above the worker's lowest figure that triggers it"
+    )
+    quiet_s: float = Field(
+        30.0, gt=0, description="only after this long with no request, job or resumable stream"
+    )
+    check_interval_s: float = Field(5.0, gt=0, description="how often a worker checks itself")
+
+
 class ServerConfig(Strict):
     """How the gateway listens and where it keeps its state."""
 
@@ -239,6 +257,7 @@ class ServerConfig(Strict):
         2.0, gt=0, le=5, description="How often keys, limits and budgets are reloaded"
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    recycle: RecycleConfig = RecycleConfig()
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file inside the data directory."""

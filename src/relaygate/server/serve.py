@@ -1,4 +1,9 @@
-"""Run the gateway under uvicorn (uvloop + httptools), one or several workers."""
+"""Run the gateway under uvicorn (uvloop + httptools): bootstrap, banner, then serve.
+
+On Linux (or with several workers) the process then becomes the supervisor of worker processes
+(server/supervisor.py), which can replace a worker whose memory stayed grown (server/recycle.py);
+otherwise it serves in this process.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ import asyncio
 import logging
 import os
 import sys
-from typing import Any
 
 import uvicorn
 
@@ -16,6 +20,7 @@ from relaygate.config.schema import GatewayConfig
 from relaygate.config.secrets import provider_secrets
 from relaygate.server.banner import banner
 from relaygate.server.bootstrap import bootstrap, environ
+from relaygate.server.supervisor import uvicorn_options
 from relaygate.store.keys import KeyTooShortError
 from relaygate.vault.master_key import MasterKeyError
 
@@ -45,25 +50,26 @@ def serve(config: GatewayConfig, config_path: str | None) -> int:
         else (f"{config.providers[0].name}/{config.providers[0].models[0].name}")
     )
     print(banner(f"http://{server.host}:{server.port}", result, first_model), flush=True)
-    common: dict[str, Any] = {
-        "host": server.host,
-        "port": server.port,
-        "log_level": server.log_level,
-        "access_log": False,
-        "loop": "uvloop",
-        "http": "httptools",
-        "timeout_graceful_shutdown": 30,
-        "proxy_headers": False,
-    }
-    if server.workers > 1:
+    if server.workers > 1 or (server.recycle.enabled and sys.platform == "linux"):
         # Workers are separate processes: they rebuild the config from the same file and env.
         if config_path:
             os.environ["RELAYGATE_CONFIG"] = config_path
         os.environ["RELAYGATE_HOST"] = server.host
         os.environ["RELAYGATE_PORT"] = str(server.port)
-        uvicorn.run(
-            "relaygate.app:create_app_from_env", factory=True, workers=server.workers, **common
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Become the lean supervisor (same pid; nothing of the gateway stays loaded in it).
+        os.execv(  # noqa: S606 (our own interpreter and module, no shell)
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "relaygate.server.supervisor",
+                f"--host={server.host}",
+                f"--port={server.port}",
+                f"--workers={server.workers}",
+                f"--log-level={server.log_level}",
+            ],
         )
-    else:
-        uvicorn.run(create_app(config), **common)
+    uvicorn.run(create_app(config), **uvicorn_options(server.host, server.port, server.log_level))
     return 0

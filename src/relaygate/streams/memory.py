@@ -100,5 +100,9 @@ class MemoryStreamStore:
         if stream is not None:
             stream.cancelled = True
 
+    def held_here(self) -> int:
+        now = self.clock()
+        return sum(1 for stream in self._streams.values() if stream.expires > now)
+
     async def aclose(self) -> None:
         self._streams.clear()

@@ -87,6 +87,9 @@ class RedisStreamStore:
     async def cancel(self, stream_id: str) -> None:
         await self.client.hset(self._keys(stream_id)[1], "cancel", 1)
 
+    def held_here(self) -> int:
+        return 0  # the events are in Redis, readable from any process
+
     async def aclose(self) -> None:
         self._ttl.clear()
         await self.client.aclose()

@@ -29,5 +29,9 @@ class StreamStore(Protocol):
     async def cancel(self, stream_id: str) -> None:
         """Ask the generation to stop (it does at its next event)."""
 
+    def held_here(self) -> int:
+        """Live streams whose events exist only in this process (a worker is not recycled
+        while it holds any: their watchers could not resume elsewhere)."""
+
     async def aclose(self) -> None:
         """Release connections."""

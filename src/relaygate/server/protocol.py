@@ -1,0 +1,40 @@
+"""uvicorn's httptools protocol with one change to graceful shutdown: a connection accepted but
+still without its first request is given a moment to send it.
+
+When a worker stops (replaced by the supervisor, or the gateway shutting down) uvicorn closes
+such a connection at once. A client that connected just before the listener closed has usually
+sent its request already, unread in the socket buffer, and it would see the connection closed
+with no answer. Waiting up to `FIRST_REQUEST_GRACE_S` for that request, and answering it with
+`Connection: close`, makes a replacement invisible to clients that open a connection per
+request. Idle keep-alive connections (their requests answered) still close at once: clients
+handle that from every server, at each keep-alive timeout.
+"""
+
+from __future__ import annotations
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+FIRST_REQUEST_GRACE_S = 2.0
+
+
+class GracefulHttpToolsProtocol(HttpToolsProtocol):
+    """The protocol of every gateway worker (`server.supervisor.uvicorn_options`)."""
+
+    started_any = False  # a request has begun on this connection
+    stopping = False  # shutdown was asked while waiting for the first request
+
+    def on_message_begin(self) -> None:
+        self.started_any = True
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self.stopping and self.cycle is not None:
+            self.cycle.keep_alive = False  # answer it, then close
+
+    def shutdown(self) -> None:
+        if self.started_any or self.cycle is not None:
+            super().shutdown()
+            return
+        self.stopping = True
+        self.loop.call_later(FIRST_REQUEST_GRACE_S, super().shutdown)
