@@ -1,10 +1,11 @@
 """How much of the gateway's added latency is the server it runs on: the floor of a Python proxy.
 
-Starts the stub, one Relaygate worker (default features) and the two reference proxies of
-`bench.reference_proxy` (an ASGI app on uvicorn; an asyncio protocol on httptools), then drives
-direct-to-stub and each of the three at `--rate` requests per second, non-streamed, for
-`--rounds` rounds of `--seconds`, alternating the order every round like `bench.ab`. Prints each
-round's p50 and, per target, the added latency (its p50/p99 minus direct's in the same round).
+Starts the stub, one Relaygate worker (default features) and the three reference proxies of
+`bench.reference_proxy` (an ASGI app on uvicorn; the same app on a minimal ASGI server; an
+asyncio protocol on httptools without ASGI), then drives direct-to-stub and each of the four at
+`--rate` requests per second, non-streamed, for `--rounds` rounds of `--seconds`, alternating
+the order every round like `bench.ab`. Prints each round's p50 and, per target, the added
+latency (its p50/p99 minus direct's in the same round).
 
     .venv/bin/python -m bench.floor [--rate 100] [--rounds 7] [--seconds 8]
 
@@ -29,7 +30,7 @@ from bench.ab import added
 from bench.load import Endpoint, open_loop
 from bench.report import save_results
 
-PROXIES = ("uvicorn-proxy", "raw-proxy")
+PROXIES = {"uvicorn-proxy": "uvicorn", "asgi-lite-proxy": "asgi-lite", "raw-proxy": "raw"}
 
 
 def _wait_listening(service: procs.Service, port: int, timeout: float = 30) -> None:
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "direct": Endpoint(f"http://127.0.0.1:{stub_port}{path}", "stub", "fake-gpt"),
             "relaygate": Endpoint(f"http://127.0.0.1:{port}{path}", key, "fake-gpt"),
         }
-        for name, kind in zip(PROXIES, ("uvicorn", "raw"), strict=True):
+        for name, kind in PROXIES.items():
             proxy, proxy_port = _start_proxy(kind, workdir, stub_port)
             stack.callback(proxy.stop)
             endpoints[name] = Endpoint(f"http://127.0.0.1:{proxy_port}{path}", "-", "fake-gpt")
