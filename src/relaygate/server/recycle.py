@@ -2,7 +2,7 @@
 
 CPython frees memory into its own arenas and glibc's heap and rarely back to the system: after a
 burst of thousands of concurrent streams a worker stays at its peak resident size, though little
-of it is live (docs/benchmarks.md#memory). Every `check_interval_s` the worker compares its
+of it is live (decision 0019). Every `check_interval_s` the worker compares its
 resident memory with the lowest figure it has seen; when it is `growth_mb` above and nothing has
 been in flight (requests, jobs running here, resumable streams held here) for `quiet_s`, it
 leaves a flag named after its pid in the supervisor's directory and sends the supervisor
@@ -24,6 +24,8 @@ from relaygate.config.schema import RecycleConfig
 
 log = logging.getLogger("relaygate.server")
 _MIB = 1 << 20
+# A worker still running this long after it asked (its replacement failed to start) asks again.
+ASK_AGAIN_AFTER_S = 120.0
 
 
 def resident_bytes() -> int | None:
@@ -34,10 +36,6 @@ def resident_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return pages * os.sysconf("SC_PAGE_SIZE")
-
-
-# A worker still running this long after it asked (its replacement failed to start) asks again.
-ASK_AGAIN_AFTER_S = 120.0
 
 
 class Recycler:
