@@ -58,6 +58,44 @@ def added(rounds: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return summary
 
 
+def interleaved(
+    endpoints: dict[str, Endpoint],
+    *,
+    rate: float,
+    seconds: float,
+    rounds: int,
+    stream: bool,
+    label: str = "",
+) -> list[dict[str, Any]]:
+    """`rounds` open-loop runs of every endpoint, the order reversed every other round so that
+    drift of the machine affects all alike; prints each round's p50s."""
+    results: list[dict[str, Any]] = []
+    for index in range(rounds):
+        order = list(endpoints.items())
+        if index % 2:
+            order.reverse()
+        measured = {
+            name: asyncio.run(open_loop(endpoint, rate=rate, seconds=seconds, stream=stream))
+            for name, endpoint in order
+        }
+        results.append(measured)
+        print(
+            f"{label}round {index + 1}: p50 ms "
+            + ", ".join(f"{n} {measured[n]['p50_ms']:.3f}" for n in endpoints),
+            flush=True,
+        )
+    return results
+
+
+def summary_line(name: str, figures: dict[str, Any]) -> str:
+    """`name`'s median added p50 and p99 (the output of `added`), in one line."""
+    count = len(figures["p50_ms"]["rounds"])
+    return (
+        f"{name}: added p50 {figures['p50_ms']['median']:+.3f} ms, "
+        f"p99 {figures['p99_ms']['median']:+.3f} ms (median of {count} rounds)"
+    )
+
+
 def _start_gateway(
     workdir: Path, stub_port: int, source: Path | None
 ) -> tuple[procs.Service, Endpoint]:
@@ -95,24 +133,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             endpoint, rate=args.rate, seconds=args.warmup_s, stream=args.stream
                         )
                     )
-                for index in range(args.rounds):
-                    order = list(endpoints.items())
-                    if index % 2:
-                        order.reverse()
-                    measured = {
-                        name: asyncio.run(
-                            open_loop(
-                                endpoint, rate=args.rate, seconds=args.seconds, stream=args.stream
-                            )
-                        )
-                        for name, endpoint in order
-                    }
-                    rounds.append(measured)
-                    print(
-                        f"pair {pair + 1} round {index + 1}: p50 ms "
-                        + ", ".join(f"{n} {measured[n]['p50_ms']:.3f}" for n in endpoints),
-                        flush=True,
-                    )
+                rounds += interleaved(
+                    endpoints,
+                    rate=args.rate,
+                    seconds=args.seconds,
+                    rounds=args.rounds,
+                    stream=args.stream,
+                    label=f"pair {pair + 1} ",
+                )
             finally:
                 for gateway in gateways:
                     gateway.stop()
@@ -144,12 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = run(args)
     for name in ("A_baseline", "B_working_tree"):
-        figures = report[f"added_{name}"]
-        count = len(figures["p50_ms"]["rounds"])
-        print(
-            f"{name}: added p50 {figures['p50_ms']['median']:+.3f} ms, "
-            f"p99 {figures['p99_ms']['median']:+.3f} ms (median of {count} rounds)"
-        )
+        print(summary_line(name, report[f"added_{name}"]))
     save_results("ab", report)
     return 0 if not any(report["errors"].values()) else 1
 

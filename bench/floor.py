@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.ab import added
+from bench.ab import added, interleaved, summary_line
 from bench.load import Endpoint, open_loop
 from bench.report import save_results
 
@@ -56,7 +56,6 @@ def _start_proxy(kind: str, workdir: Path, stub_port: int) -> tuple[procs.Servic
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         stub, stub_port = procs.start_stub("stub", workdir, delay_ms=0, chunks=10, interval_ms=5)
@@ -74,22 +73,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             endpoints[name] = Endpoint(f"http://127.0.0.1:{proxy_port}{path}", "-", "fake-gpt")
         for endpoint in endpoints.values():  # warm-up, not recorded
             asyncio.run(open_loop(endpoint, rate=args.rate, seconds=args.warmup_s, stream=False))
-        for index in range(args.rounds):
-            order = list(endpoints.items())
-            if index % 2:
-                order.reverse()
-            measured = {
-                name: asyncio.run(
-                    open_loop(endpoint, rate=args.rate, seconds=args.seconds, stream=False)
-                )
-                for name, endpoint in order
-            }
-            rounds.append(measured)
-            print(
-                f"round {index + 1}: p50 ms "
-                + ", ".join(f"{n} {measured[n]['p50_ms']:.3f}" for n in endpoints),
-                flush=True,
-            )
+        rounds = interleaved(
+            endpoints, rate=args.rate, seconds=args.seconds, rounds=args.rounds, stream=False
+        )
     names = [name for name in endpoints if name != "direct"]
     return {
         "rate": args.rate,
@@ -109,11 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-s", type=float, default=3.0)
     args = parser.parse_args(argv)
     report = run(args)
-    for name, summary in report["added"].items():
-        print(
-            f"{name}: added p50 {summary['p50_ms']['median']:+.3f} ms,"
-            f" p99 {summary['p99_ms']['median']:+.3f} ms (median of {args.rounds} rounds)"
-        )
+    for name, figures in report["added"].items():
+        print(summary_line(name, figures))
     save_results("floor", report)
     return 0 if not any(report["errors"].values()) else 1
 
