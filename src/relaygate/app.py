@@ -45,6 +45,7 @@ from relaygate.routing.breaker import MemoryBreakers, SharedBreakers
 from relaygate.routing.catalog import Catalog
 from relaygate.routing.router import Router
 from relaygate.server.background import Background
+from relaygate.server.logs import configure_logging
 from relaygate.server.recycle import Recycler
 from relaygate.server.supervisor import RECYCLE_DIR_ENV, die_with_supervisor
 from relaygate.state import Gateway
@@ -407,4 +408,6 @@ def _busy(gw: Gateway, outer: RequestIdMiddleware) -> bool:
 def create_app_from_env() -> ASGIApp:
     """Factory for the supervisor's workers: the config path comes from RELAYGATE_CONFIG."""
     die_with_supervisor()
-    return create_app(load_config(os.environ.get("RELAYGATE_CONFIG") or None))
+    config = load_config(os.environ.get("RELAYGATE_CONFIG") or None)
+    configure_logging(config.server.log_level)  # a spawned worker starts with no handlers
+    return create_app(config)

@@ -8,7 +8,6 @@ otherwise it serves in this process.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 
@@ -20,6 +19,7 @@ from relaygate.config.schema import GatewayConfig
 from relaygate.config.secrets import provider_secrets
 from relaygate.server.banner import banner
 from relaygate.server.bootstrap import bootstrap, environ
+from relaygate.server.logs import configure_logging
 from relaygate.server.supervisor import uvicorn_options
 from relaygate.store.keys import KeyTooShortError
 from relaygate.vault.master_key import MasterKeyError
@@ -28,9 +28,7 @@ from relaygate.vault.master_key import MasterKeyError
 def serve(config: GatewayConfig, config_path: str | None) -> int:
     """Bootstrap, print the banner, and serve until stopped. Returns the exit code."""
     server = config.server
-    logging.basicConfig(
-        level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(server.log_level)
     try:
         provider_secrets(config, environ())
     except ConfigError as exc:

@@ -10,13 +10,13 @@ leases lapse).
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 
 from relaygate.api.fastpath import FastPaths
 from relaygate.app import create_app
 from relaygate.config.schema import GatewayConfig
+from relaygate.server.logs import configure_logging
 
 
 async def _work(config: GatewayConfig) -> None:
@@ -34,10 +34,7 @@ async def _work(config: GatewayConfig) -> None:
 
 def work(config: GatewayConfig) -> int:
     """Run jobs until SIGTERM/SIGINT. Returns the exit code."""
-    logging.basicConfig(
-        level=config.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(config.server.log_level)
     if config.jobs.queue == "embedded":
         print(
             "relaygate worker needs a shared queue: set jobs.queue: redis (the embedded queue"
