@@ -397,10 +397,9 @@ def create_app(
 
 def _busy(gw: Gateway, outer: RequestIdMiddleware) -> bool:
     """Whether this worker has anything a replacement could not take over."""
-    runner = gw.jobs.runner if gw.jobs is not None else None
     return (
         outer.in_flight > 0
-        or (runner is not None and bool(runner.running))
+        or (gw.jobs is not None and gw.jobs.running_here() > 0)
         or (gw.streams is not None and gw.streams.held_here() > 0)
     )
 

@@ -64,6 +64,10 @@ class JobService:
         await self.dispatcher.start()
         self._tasks.append(asyncio.create_task(self._sweep_forever(), name="job-sweeper"))
 
+    def running_here(self) -> int:
+        """Jobs this process is executing now (a worker is not recycled while it runs any)."""
+        return len(self.runner.running) if self.runner is not None else 0
+
     async def submit(self, job_id: str) -> None:
         """Queue a new job; if the broker is unreachable the sweeper queues it later."""
         try:
