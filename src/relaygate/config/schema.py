@@ -229,7 +229,7 @@ class RecycleConfig(Strict):
 
     enabled: bool = Field(True, description="replace workers whose memory stayed grown")
     growth_mb: int = Field(
-        128, ge=16, description="resident memory above the worker's lowest figure that triggers it"
+        128, ge=1, description="resident memory above the worker's lowest figure that triggers it"
     )
     quiet_s: float = Field(
         30.0, gt=0, description="only after this long with no request, job or resumable stream"
