@@ -42,6 +42,18 @@ class StreamResult:
     error: str | None = None
 
 
+def _chat_request(key: str, body: bytes, *, close: bool) -> bytes:
+    """The raw HTTP/1.1 bytes of a chat completion POST (this script's client has no library)."""
+    return (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n".encode()
+        + f"Content-Length: {len(body)}\r\n".encode()
+        + (b"Connection: close\r\n" if close else b"")
+        + b"\r\n"
+        + body
+    )
+
+
 async def one_stream(port: int, key: str, body: bytes, expected: int) -> StreamResult:
     result = StreamResult()
     started = time.monotonic()
@@ -51,12 +63,7 @@ async def one_stream(port: int, key: str, body: bytes, expected: int) -> StreamR
         result.error = f"connect: {exc.strerror}"
         return result
     try:
-        writer.write(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            + f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n".encode()
-            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-            + body
-        )
+        writer.write(_chat_request(key, body, close=True))
         await writer.drain()
         status_line = await reader.readline()
         result.first_byte_s = time.monotonic() - started
@@ -112,12 +119,7 @@ async def trickle(port: int, key: str, rate: float, seconds: float) -> None:
     body = json.dumps(
         {"model": "fake-gpt", "messages": [{"role": "user", "content": "After the burst."}]}
     ).encode()
-    request = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        + f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n".encode()
-        + f"Content-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
+    request = _chat_request(key, body, close=False)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     deadline = time.monotonic() + seconds
     try:
