@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        proxy_headers=False,  # as the gateway's workers (`server.supervisor.uvicorn_options`)
         log_level="warning",
     )
     return 0

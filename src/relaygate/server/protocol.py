@@ -1,5 +1,6 @@
-"""uvicorn's httptools protocol with one change to graceful shutdown: a connection accepted but
-still without its first request is given a moment to send it.
+"""uvicorn's httptools protocol with two changes: a response's head and first body part go out
+in one write (`server.coalesce`), and at graceful shutdown a connection accepted but still
+without its first request is given a moment to send it.
 
 When a worker stops (replaced by the supervisor, or the gateway shutting down) uvicorn closes
 such a connection at once. A client that connected just before the listener closed has usually
@@ -13,6 +14,8 @@ handle that from every server, at each keep-alive timeout.
 from __future__ import annotations
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from relaygate.server.coalesce import CoalescingSend
 
 FIRST_REQUEST_GRACE_S = 2.0
 
@@ -28,9 +31,15 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
+        previous = self.cycle
         super().on_headers_complete()
-        if self.stopping and self.cycle is not None:
-            self.cycle.keep_alive = False  # answer it, then close
+        cycle = self.cycle
+        if cycle is None or cycle is previous:
+            return  # an upgrade request: uvicorn made no cycle
+        # The cycle's task has not run yet; it looks `send` up on the instance when it does.
+        cycle.send = CoalescingSend(cycle, self.loop)  # type: ignore[method-assign]
+        if self.stopping:
+            cycle.keep_alive = False  # answer it, then close
 
     def shutdown(self) -> None:
         if self.started_any or self.cycle is not None:

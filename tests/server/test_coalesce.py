@@ -1,0 +1,203 @@
+"""The worker's HTTP protocol writes a response's head and first body part in one write.
+
+The protocol (uvicorn's, with `server.coalesce`) is driven here exactly as the event loop drives
+it, with a transport that records every write: one write per ready response is the point of the
+change (a client that gets the head alone wakes twice), and everything uvicorn decides (framing,
+keep-alive, closing, errors) must come out as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httptools
+import pytest
+import uvicorn
+from uvicorn.server import ServerState
+
+from relaygate.server.protocol import GracefulHttpToolsProtocol
+
+REQUEST = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+class RecordingTransport(asyncio.Transport):
+    """What the protocol wrote, write by write, and whether it closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        assert not self.closed, "write after close"
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(
+            name, default
+        )
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _serve(app: Any, data: bytes) -> tuple[RecordingTransport, GracefulHttpToolsProtocol]:
+    config = uvicorn.Config(app, http=GracefulHttpToolsProtocol, log_level="critical")
+    protocol = GracefulHttpToolsProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(data)
+    return transport, protocol
+
+
+async def _settle(tasks: set[asyncio.Task[None]]) -> None:
+    await asyncio.gather(*tasks)
+    await asyncio.sleep(0)  # a pending flush runs on the next turn of the loop
+
+
+def _parse(raw: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+    """Every response in `raw` (status, headers, body), parsed by httptools."""
+    responses: list[tuple[int, dict[bytes, bytes], bytes]] = []
+
+    class Sink:
+        headers: dict[bytes, bytes]
+        body: bytes
+
+        def on_message_begin(self) -> None:
+            self.headers, self.body = {}, b""
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.headers[name.lower()] = value
+
+        def on_body(self, body: bytes) -> None:
+            self.body += body
+
+        def on_message_complete(self) -> None:
+            responses.append((parser.get_status_code(), self.headers, self.body))
+
+    parser = httptools.HttpResponseParser(Sink())
+    parser.feed_data(raw)
+    return responses
+
+
+def _answer(body: bytes, *, status: int = 200) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+async def test_a_ready_response_is_one_write() -> None:
+    transport, protocol = await _serve(_answer(b"hello"), REQUEST)
+    await _settle(protocol.tasks)
+    assert len(transport.writes) == 1
+    [(status, headers, body)] = _parse(transport.writes[0])
+    assert (status, body) == (200, b"hello")
+    assert headers[b"content-length"] == b"5"
+    assert not transport.closed  # keep-alive
+
+
+async def test_keep_alive_requests_each_get_one_write() -> None:
+    transport, protocol = await _serve(_answer(b"a"), REQUEST)
+    await _settle(protocol.tasks)
+    protocol.data_received(REQUEST)
+    await _settle(protocol.tasks)
+    assert len(transport.writes) == 2
+    assert [r[2] for r in _parse(b"".join(transport.writes))] == [b"a", b"a"]
+
+
+async def test_pipelined_requests_are_answered_in_order() -> None:
+    transport, protocol = await _serve(_answer(b"p"), REQUEST * 3)
+    for _ in range(3):
+        await _settle(protocol.tasks)
+    assert [r[0] for r in _parse(b"".join(transport.writes))] == [200, 200, 200]
+
+
+async def test_connection_close_is_written_then_closed() -> None:
+    request = b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    transport, protocol = await _serve(_answer(b"bye"), request)
+    await _settle(protocol.tasks)
+    assert len(transport.writes) == 1  # RecordingTransport refuses a write after close
+    [(_, headers, body)] = _parse(transport.writes[0])
+    assert (headers[b"connection"], body) == (b"close", b"bye")
+    assert transport.closed
+
+
+async def test_a_late_first_event_does_not_hold_back_the_headers() -> None:
+    first_event = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await first_event.wait()
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    transport, protocol = await _serve(app, REQUEST)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert len(transport.writes) == 1
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert transport.writes[0].endswith(b"transfer-encoding: chunked\r\n\r\n")
+    first_event.set()
+    await _settle(protocol.tasks)
+    [(_, _, body)] = _parse(b"".join(transport.writes))
+    assert body == b"data: 1\n\n"
+
+
+async def test_stream_events_after_the_first_are_written_as_they_come() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for index in range(3):
+            await send({"type": "http.response.body", "body": b"e%d" % index, "more_body": True})
+            await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    transport, protocol = await _serve(app, REQUEST)
+    await _settle(protocol.tasks)
+    assert len(transport.writes) == 4  # head + e0, e1, e2, the terminating chunk
+    assert _parse(b"".join(transport.writes))[0][2] == b"e0e1e2"
+
+
+async def test_an_app_failing_before_the_body_gets_a_500() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    transport, protocol = await _serve(app, REQUEST)
+    await _settle(protocol.tasks)
+    [(status, _, body)] = _parse(b"".join(transport.writes))
+    assert (status, body) == (500, b"Internal Server Error")
+
+
+async def test_an_app_failing_after_the_head_closes_without_a_half_response() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("boom")
+
+    transport, protocol = await _serve(app, REQUEST)
+    await _settle(protocol.tasks)
+    assert transport.closed
+    assert transport.writes == []  # the held head is dropped, not sent without its body
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_head_requests_keep_uvicorn_framing(method: str) -> None:
+    request = f"{method} /x HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    transport, protocol = await _serve(_answer(b"12345"), request)
+    await _settle(protocol.tasks)
+    assert len(transport.writes) == 1
+    head, _, rest = transport.writes[0].partition(b"\r\n\r\n")
+    assert b"content-length: 5" in head
+    assert rest == (b"" if method == "HEAD" else b"12345")
