@@ -2,11 +2,11 @@
 
 Both forward `POST /v1/chat/completions` to the stub through Relaygate's own HTTP/1.1 client
 (`providers/http1.py`) and send the answer back, with nothing else: no auth, limits, routing or
-records. `--kind uvicorn` is an ASGI app on uvicorn (uvloop, httptools), the server the gateway
-runs on; `--kind raw` answers from an asyncio protocol on httptools, without ASGI; `--kind
-asgi-lite` runs the same ASGI app as `uvicorn` from a minimal ASGI server on that protocol (a
-scope dict, one receive, two sends), to tell ASGI's own cost from uvicorn's. Keep-alive only;
-no streaming, chunked bodies or error handling.
+records. `--kind uvicorn` is an ASGI app on uvicorn (uvloop, httptools) with the gateway
+workers' protocol, the server the gateway runs on; `--kind raw` answers from an asyncio protocol
+on httptools, without ASGI; `--kind asgi-lite` runs the same ASGI app as `uvicorn` from a
+minimal ASGI server on that protocol (a scope dict, one receive, two sends), to tell ASGI's own
+cost from uvicorn's. Keep-alive only; no streaming, chunked bodies or error handling.
 
     python -m bench.reference_proxy --kind uvicorn|raw|asgi-lite --port P --upstream URL
 """
@@ -22,6 +22,7 @@ import uvicorn
 import uvloop
 
 from relaygate.providers.http1 import Pool
+from relaygate.server.protocol import GracefulHttpToolsProtocol
 
 PATH = "/v1/chat/completions"
 HEADERS = b"Authorization: Bearer stub\r\nContent-Type: application/json\r\n"
@@ -166,9 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         host="127.0.0.1",
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        http=GracefulHttpToolsProtocol,  # the gateway workers' protocol (one write per answer)
         access_log=False,
-        proxy_headers=False,  # as the gateway's workers (`server.supervisor.uvicorn_options`)
+        proxy_headers=False,  # as in `server.supervisor.uvicorn_options`
         log_level="warning",
     )
     return 0
