@@ -3,7 +3,10 @@
     python -m bench.run            # full run (a few minutes; installs LiteLLM once)
     python -m bench.run --quick    # CI smoke run: a few seconds per target, no LiteLLM
 
-Results go to bench/results/<timestamp>.json; a table is printed; the full run also draws
+Each latency figure at a fixed rate is the median of interleaved rounds (3 in a full run, the
+order of the targets reversed every other round); an added latency is the median of the
+per-round differences to the direct run of the same round. Results go to
+bench/results/<timestamp>.json; a table is printed; the full run also draws
 docs/benchmarks.png when matplotlib is importable.
 """
 
@@ -16,6 +19,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -58,12 +62,13 @@ class Plan:
     rate_seconds: float
     streams: int
     connections: int
+    rounds: int  # open-loop runs per target and rate, their order alternating
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
         if quick:
-            return cls(True, 3, (100.0,), 3, 20, 50)
-        return cls(False, 10, (100.0, 250.0, 500.0, 1000.0), 8, 200, 50)
+            return cls(True, 3, (100.0,), 3, 20, 50, 1)
+        return cls(False, 10, (100.0, 250.0, 500.0, 1000.0), 8, 200, 50, 3)
 
 
 def machine() -> dict[str, Any]:
@@ -199,29 +204,41 @@ def _measure_all(
             )
             results[target.name][f"throughput_{mode}"] = result
 
-    # 2. open-loop latency at fixed rates, targets interleaved per rate
+    # 2. open-loop latency at fixed rates: at each rate, `plan.rounds` rounds of every target,
+    # the order reversed every other round, so a drift of the machine reaches all alike
     for mode in ("nonstream", "stream"):
         for rate in plan.rates:
+            key = f"latency_{mode}"
+            measured: dict[str, list[dict[str, Any]]] = {}
             for target in targets:
-                key = f"latency_{mode}"
                 ceiling = results[target.name][f"throughput_{mode}"]["rps"]
                 results[target.name].setdefault(key, [])
                 if rate > 0.8 * ceiling:
                     results[target.name][key].append(
                         {"rate": rate, "skipped": f"above 80% of saturation ({ceiling:.0f}/s)"}
                     )
-                    continue
-                print(f"[latency]    {mode:9} {rate:6.0f}/s {target.name} ...", flush=True)
-                result = measure(
-                    target,
-                    lambda t=target, r=rate, m=mode: asyncio.run(  # type: ignore[misc]
-                        load.open_loop(
-                            t.fast, rate=r, seconds=plan.rate_seconds, stream=m == "stream"
-                        )
-                    ),
-                    sample_rss=False,
-                )
-                results[target.name][key].append(result)
+                else:
+                    measured[target.name] = []
+            running = [t for t in targets if t.name in measured]
+            for index in range(plan.rounds):
+                for target in running if index % 2 == 0 else running[::-1]:
+                    print(
+                        f"[latency]    {mode:9} {rate:6.0f}/s {target.name}"
+                        f" (round {index + 1}/{plan.rounds}) ...",
+                        flush=True,
+                    )
+                    result = measure(
+                        target,
+                        lambda t=target, r=rate, m=mode: asyncio.run(  # type: ignore[misc]
+                            load.open_loop(
+                                t.fast, rate=r, seconds=plan.rate_seconds, stream=m == "stream"
+                            )
+                        ),
+                        sample_rss=False,
+                    )
+                    measured[target.name].append(result)
+            for name, rounds in measured.items():
+                results[name][key].append(_merge_rounds(rounds, measured.get("direct")))
 
     # 3. streaming: time to first token and chunk gaps on the paced stub
     for target in targets:
@@ -240,14 +257,39 @@ def _measure_all(
     return {"results": results, "notes": notes, "plan": plan.__dict__}
 
 
-def _added(results: dict[str, Any], name: str, mode: str, rate: float, field: str) -> float:
-    def find(who: str) -> float:
-        for row in results[who].get(f"latency_{mode}", []):
-            if row.get("rate") == rate and "skipped" not in row:
-                return float(row[field])
-        return float("nan")
+QUANTILES = ("p50_ms", "p95_ms", "p99_ms")
 
-    return find(name) - find("direct")
+
+def _merge_rounds(
+    rounds: list[dict[str, Any]], direct: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    """One row for a target at one rate: each latency quantile the median of its rounds, and
+    (`added_<q>`) the median of its per-round difference to direct's run in the same round."""
+    row: dict[str, Any] = {"rate": rounds[0]["rate"], "rounds": len(rounds)}
+    for field in ("requests", "errors", "cpu_s"):
+        row[field] = sum(r[field] for r in rounds)
+    row["cpu_ms_per_request"] = (
+        row["cpu_s"] * 1000 / row["requests"] if row["requests"] else float("nan")
+    )
+    row["achieved_rps"] = statistics.median(r["achieved_rps"] for r in rounds)
+    row["max_ms"] = max(r["max_ms"] for r in rounds)
+    row["max_dispatch_lag_ms"] = max(r["max_dispatch_lag_ms"] for r in rounds)
+    for field in QUANTILES:
+        row[field] = statistics.median(r[field] for r in rounds)
+        row[f"{field}_rounds"] = [round(r[field], 3) for r in rounds]
+        if direct is not None:
+            row[f"added_{field}"] = statistics.median(
+                r[field] - d[field] for r, d in zip(rounds, direct, strict=True)
+            )
+    return row
+
+
+def _added(results: dict[str, Any], name: str, mode: str, rate: float, field: str) -> float:
+    """`name`'s added latency at `rate`: the median over rounds of its difference to direct."""
+    for row in results[name].get(f"latency_{mode}", []):
+        if row.get("rate") == rate and "skipped" not in row:
+            return float(row.get(f"added_{field}", math.nan))
+    return math.nan
 
 
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
