@@ -7,6 +7,7 @@ import datetime
 import gzip
 import ipaddress
 import ssl
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -216,6 +217,30 @@ async def _raw_answer(*parts: bytes) -> object:
     client = _client(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
     try:
         return await client.post_json("/v1/x", {})
+    finally:
+        server.close()
+        await client.aclose()
+
+
+async def test_a_body_that_stalls_after_its_first_part_times_out() -> None:
+    # The part that came with the headers is read without a timer; the wait for the rest is
+    # still bounded by the between-chunks timeout.
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial": ')
+        await writer.drain()
+        await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = _client(f"http://127.0.0.1:{port}", timeouts={"between_chunks": 0.3})
+    try:
+        started = time.monotonic()
+        with pytest.raises(UpstreamError) as caught:
+            await client.post_json("/v1/x", {})
+        assert caught.value.status == 504
+        assert time.monotonic() - started < 3
     finally:
         server.close()
         await client.aclose()

@@ -216,15 +216,19 @@ class UpstreamClient:
         return asyncio.get_running_loop().time() + self.config.timeouts.total
 
     async def _chunks(self, response: Response, deadline: float) -> AsyncGenerator[bytes, None]:
-        """The body as it arrives, each read bounded by the between-chunks timeout and the
-        overall deadline. The timeout wraps a single await, so it holds whichever task reads."""
+        """The body as it arrives, each read that has to wait bounded by the between-chunks
+        timeout and the overall deadline. The timeout wraps a single await, so it holds whichever
+        task reads."""
         between = self.config.timeouts.between_chunks
         loop = asyncio.get_running_loop()
         cap = self.config.max_response_bytes
         size = 0
         while True:
-            async with asyncio.timeout_at(min(deadline, loop.time() + between)):
+            if response.ready():  # arrived already (a small answer comes whole): no timer
                 chunk = await response.read_chunk()
+            else:
+                async with asyncio.timeout_at(min(deadline, loop.time() + between)):
+                    chunk = await response.read_chunk()
             if not chunk:
                 return
             size += len(chunk)

@@ -176,6 +176,10 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
         return chunk
 
+    def ready(self) -> bool:
+        """`next_chunk` would return without waiting."""
+        return bool(self._chunks) or self.complete or self.error is not None
+
     def done_with(self) -> None:
         """The response is finished with: no data is expected until the next `start`."""
         self._head = None
@@ -250,6 +254,12 @@ class Response:
                 raise HTTPClientError("the server sent a corrupt compressed body") from None
             if out:
                 return out
+
+    def ready(self) -> bool:
+        """`read_chunk` would return without waiting: the next piece (or the end) has arrived.
+        Never for a compressed body, whose next piece may decompress to nothing."""
+        connection = self._connection
+        return connection is None or (self._inflate is None and connection.ready())
 
     async def read(self, limit: int) -> bytes:
         """Up to about `limit` bytes of the body."""
