@@ -248,7 +248,7 @@ async def call_routed(
     assert ledger.plan is not None
     try:
         result, ledger.attempted = await unless_disconnected(
-            request.receive, ledger.gw.router.run(ledger.plan, call, ledger.deadline)
+            request.scope, request.receive, ledger.gw.router.run(ledger.plan, call, ledger.deadline)
         )
     except ClientDisconnected:
         ledger.finish(usage_if_cancelled(), CLIENT_CLOSED, "cancelled")

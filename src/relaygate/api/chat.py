@@ -122,7 +122,9 @@ async def _stream(
     assert ledger.plan is not None
     opening = asyncio.ensure_future(_open_stream(gw, ledger, body))
     try:
-        await unless_disconnected(request.receive, asyncio.wait((opening,), timeout=heartbeat))
+        await unless_disconnected(
+            request.scope, request.receive, asyncio.wait((opening,), timeout=heartbeat)
+        )
     except ClientDisconnected:
         opening.cancel()
         await asyncio.gather(opening, return_exceptions=True)

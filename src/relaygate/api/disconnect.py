@@ -3,6 +3,10 @@
 After the request body has been read, the ASGI `receive` callable only returns when the client
 disconnects. Racing it against the upstream call lets us cancel the upstream request (closing its
 connection) within milliseconds of the disconnect, for streaming and non-streaming requests alike.
+
+Watching `receive` takes a task per request. The gateway's own server (`server.protocol`) offers
+a cheaper way: the scope's `relaygate.disconnect` extension registers a callback for the loss of
+the connection. Under any other ASGI server (or for in-process calls) the watcher task is used.
 """
 
 from __future__ import annotations
@@ -11,9 +15,13 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 T = TypeVar("T")
+
+# scope["extensions"][DISCONNECT_EXTENSION]["watch"](callback) -> withdraw: `callback()` runs
+# once when the client's connection is lost, unless `withdraw()` was called first.
+DISCONNECT_EXTENSION = "relaygate.disconnect"
 
 
 class ClientDisconnected(Exception):
@@ -28,10 +36,11 @@ async def wait_for_disconnect(receive: Receive) -> None:
             return
 
 
-async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
+async def unless_disconnected(scope: Scope, receive: Receive, work: Awaitable[T]) -> T:
     """Await `work`, cancelling it (and raising ClientDisconnected) if the client leaves first.
 
-    `work` runs in the caller's task; one watcher task cancels that task if the client goes.
+    `work` runs in the caller's task, which is cancelled if the client goes: told by the
+    server's `relaygate.disconnect` extension, or else by a watcher task reading `receive`.
     (Running `work` in a task of its own and racing the two with `asyncio.wait` cost a second
     task, futures and callbacks on every request.)
     """
@@ -39,13 +48,21 @@ async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
     assert current is not None
     gone = False
 
-    async def watch() -> None:
+    def leave() -> None:
         nonlocal gone
-        await wait_for_disconnect(receive)
         gone = True
         current.cancel()
 
-    watcher = asyncio.create_task(watch())
+    extension = (scope.get("extensions") or {}).get(DISCONNECT_EXTENSION)
+    if extension is not None:
+        stop = extension["watch"](leave)
+    else:
+
+        async def watch() -> None:
+            await wait_for_disconnect(receive)
+            leave()
+
+        stop = asyncio.create_task(watch()).cancel
     try:
         return await work
     except asyncio.CancelledError:
@@ -54,4 +71,4 @@ async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
         current.uncancel()
         raise ClientDisconnected from None
     finally:
-        watcher.cancel()
+        stop()

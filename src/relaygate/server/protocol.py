@@ -1,6 +1,8 @@
-"""uvicorn's httptools protocol with two changes: a response's head and first body part go out
-in one write (`server.coalesce`), and at graceful shutdown a connection accepted but still
-without its first request is given a moment to send it.
+"""uvicorn's httptools protocol with three changes: a response's head and first body part go out
+in one write (`server.coalesce`); each request's scope carries the `relaygate.disconnect`
+extension, a callback registry for the loss of the client's connection (`api.disconnect`); and
+at graceful shutdown a connection accepted but still without its first request is given a
+moment to send it.
 
 When a worker stops (replaced by the supervisor, or the gateway shutting down) uvicorn closes
 such a connection at once. A client that connected just before the listener closed has usually
@@ -13,8 +15,11 @@ handle that from every server, at each keep-alive timeout.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from relaygate.api.disconnect import DISCONNECT_EXTENSION
 from relaygate.server.coalesce import CoalescingSend
 
 FIRST_REQUEST_GRACE_S = 2.0
@@ -25,6 +30,8 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
 
     started_any = False  # a request has begun on this connection
     stopping = False  # shutdown was asked while waiting for the first request
+    lost = False  # the client's connection is gone
+    _on_lost: list[Callable[[], None]] | None = None
 
     def on_message_begin(self) -> None:
         self.started_any = True
@@ -38,8 +45,33 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
             return  # an upgrade request: uvicorn made no cycle
         # The cycle's task has not run yet; it looks `send` up on the instance when it does.
         cycle.send = CoalescingSend(cycle, self.loop)  # type: ignore[method-assign]
+        cycle.scope["extensions"] = {DISCONNECT_EXTENSION: {"watch": self.on_disconnect}}
         if self.stopping:
             cycle.keep_alive = False  # answer it, then close
+
+    def on_disconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` once when the client's connection is lost (soon, if it already is);
+        returns the function that withdraws it."""
+        if self.lost:
+            handle = self.loop.call_soon(callback)
+            return handle.cancel
+        if self._on_lost is None:
+            self._on_lost = []
+        callbacks = self._on_lost
+        callbacks.append(callback)
+
+        def withdraw() -> None:
+            if callback in callbacks:
+                callbacks.remove(callback)
+
+        return withdraw
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        super().connection_lost(exc)
+        callbacks, self._on_lost = self._on_lost, None
+        for callback in callbacks or ():
+            callback()
 
     def shutdown(self) -> None:
         if self.started_any or self.cycle is not None:

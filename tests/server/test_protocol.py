@@ -1,9 +1,10 @@
-"""The worker's HTTP protocol writes a response's head and first body part in one write.
+"""The worker's HTTP protocol (uvicorn's, with `server.protocol`'s changes).
 
-The protocol (uvicorn's, with `server.coalesce`) is driven here exactly as the event loop drives
-it, with a transport that records every write: one write per ready response is the point of the
-change (a client that gets the head alone wakes twice), and everything uvicorn decides (framing,
-keep-alive, closing, errors) must come out as before.
+It is driven here exactly as the event loop drives it, with a transport that records every
+write. One write per ready response is the point of `server.coalesce` (a client that gets the
+head alone wakes twice), and everything uvicorn decides (framing, keep-alive, closing, errors)
+must come out as before. The `relaygate.disconnect` extension tells the app of a lost
+connection without a task reading `receive`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
+from relaygate.api.disconnect import DISCONNECT_EXTENSION, ClientDisconnected, unless_disconnected
 from relaygate.server.protocol import GracefulHttpToolsProtocol
 
 REQUEST = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -201,3 +203,92 @@ async def test_head_requests_keep_uvicorn_framing(method: str) -> None:
     head, _, rest = transport.writes[0].partition(b"\r\n\r\n")
     assert b"content-length: 5" in head
     assert rest == (b"" if method == "HEAD" else b"12345")
+
+
+# --- the relaygate.disconnect extension ------------------------------------------------------
+
+
+async def _watching(withdraw_first: bool) -> tuple[list[str], GracefulHttpToolsProtocol]:
+    heard: list[str] = []
+    registered = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        withdraw = scope["extensions"][DISCONNECT_EXTENSION]["watch"](lambda: heard.append("lost"))
+        if withdraw_first:
+            withdraw()
+        registered.set()
+        await asyncio.sleep(30)
+
+    _, protocol = await _serve(app, REQUEST)
+    await registered.wait()
+    return heard, protocol
+
+
+async def test_a_lost_connection_is_reported_once_to_the_watcher() -> None:
+    heard, protocol = await _watching(withdraw_first=False)
+    protocol.connection_lost(None)
+    assert heard == ["lost"]
+    for task in protocol.tasks:
+        task.cancel()
+
+
+async def test_a_withdrawn_watcher_hears_nothing() -> None:
+    heard, protocol = await _watching(withdraw_first=True)
+    protocol.connection_lost(None)
+    assert heard == []
+    for task in protocol.tasks:
+        task.cancel()
+
+
+async def test_a_watcher_registered_after_the_loss_is_told_at_once() -> None:
+    _, protocol = await _serve(_answer(b"x"), REQUEST)
+    await _settle(protocol.tasks)
+    protocol.connection_lost(None)
+    heard: list[str] = []
+    protocol.on_disconnect(lambda: heard.append("lost"))
+    await asyncio.sleep(0)
+    assert heard == ["lost"]
+
+
+async def test_unless_disconnected_uses_the_extension_not_a_receive_watcher() -> None:
+    outcome: list[str] = []
+    started = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()  # the request body
+
+        async def no_more_receives() -> Any:
+            outcome.append("receive called")
+            return await receive()
+
+        async def slow_upstream() -> None:
+            started.set()
+            await asyncio.sleep(30)
+
+        try:
+            await unless_disconnected(scope, no_more_receives, slow_upstream())
+        except ClientDisconnected:
+            outcome.append("disconnected")
+
+    _, protocol = await _serve(app, REQUEST)
+    await started.wait()
+    protocol.connection_lost(None)
+    await asyncio.wait_for(asyncio.gather(*protocol.tasks), 2)
+    assert outcome == ["disconnected"]
+
+
+async def test_without_the_extension_unless_disconnected_watches_receive() -> None:
+    gone = asyncio.Event()
+
+    async def receive() -> dict[str, str]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def work() -> None:
+        await asyncio.sleep(30)
+
+    task = asyncio.create_task(unless_disconnected({"type": "http"}, receive, work()))
+    await asyncio.sleep(0.01)
+    gone.set()
+    with pytest.raises(ClientDisconnected):
+        await asyncio.wait_for(task, 2)
