@@ -4,7 +4,8 @@ It is driven here exactly as the event loop drives it, with a transport that rec
 write. One write per ready response is the point of `server.coalesce` (a client that gets the
 head alone wakes twice), and everything uvicorn decides (framing, keep-alive, closing, errors)
 must come out as before. The `relaygate.disconnect` extension tells the app of a lost
-connection without a task reading `receive`.
+connection without a task reading `receive`, and `relaygate.body` whether the request body has
+arrived whole.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from relaygate.api.disconnect import DISCONNECT_EXTENSION, ClientDisconnected, unless_disconnected
+from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
+from relaygate.server import extensions
 from relaygate.server.protocol import GracefulHttpToolsProtocol
 
 REQUEST = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -213,7 +215,7 @@ async def _watching(withdraw_first: bool) -> tuple[list[str], GracefulHttpToolsP
     registered = asyncio.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        withdraw = scope["extensions"][DISCONNECT_EXTENSION]["watch"](lambda: heard.append("lost"))
+        withdraw = scope["extensions"][extensions.DISCONNECT]["watch"](lambda: heard.append("lost"))
         if withdraw_first:
             withdraw()
         registered.set()
@@ -292,3 +294,41 @@ async def test_without_the_extension_unless_disconnected_watches_receive() -> No
     gone.set()
     with pytest.raises(ClientDisconnected):
         await asyncio.wait_for(task, 2)
+
+
+# --- the relaygate.body extension ------------------------------------------------------------
+
+POST_HEAD = b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n"
+
+
+async def _body_app(seen: list[object]) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["extensions"][extensions.BODY]["complete"]())
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        seen.append(body)
+        await _answer(b"ok")(scope, receive, send)
+
+    return app
+
+
+async def test_a_body_that_came_with_the_headers_is_complete() -> None:
+    seen: list[object] = []
+    _, protocol = await _serve(await _body_app(seen), POST_HEAD + b"0123456789")
+    await _settle(protocol.tasks)
+    assert seen == [True, b"0123456789"]
+
+
+async def test_a_body_still_on_its_way_is_not_complete() -> None:
+    seen: list[object] = []
+    transport, protocol = await _serve(await _body_app(seen), POST_HEAD + b"01234")
+    await asyncio.sleep(0.01)
+    assert seen == [False]
+    protocol.data_received(b"56789")
+    await _settle(protocol.tasks)
+    assert seen == [False, b"0123456789"]
+    assert _parse(b"".join(transport.writes))[0][2] == b"ok"

@@ -9,10 +9,17 @@ import orjson
 from starlette.requests import Request
 
 from relaygate.errors import GatewayError
+from relaygate.server import extensions
 
 
 async def read_body(request: Request, max_bytes: int, read_timeout: float) -> bytes:
-    """The raw body; 408 if slower than `read_timeout`, 413 over `max_bytes`."""
+    """The raw body; 408 if slower than `read_timeout`, 413 over `max_bytes`.
+
+    When the server says the whole body has arrived (`server.extensions.BODY`), nothing can be
+    slow, and no timer is set."""
+    extension = (request.scope.get("extensions") or {}).get(extensions.BODY)
+    if extension is not None and extension["complete"]():
+        return await _read(request, max_bytes)
     try:
         async with asyncio.timeout(read_timeout):
             return await _read(request, max_bytes)

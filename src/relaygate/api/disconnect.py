@@ -4,9 +4,9 @@ After the request body has been read, the ASGI `receive` callable only returns w
 disconnects. Racing it against the upstream call lets us cancel the upstream request (closing its
 connection) within milliseconds of the disconnect, for streaming and non-streaming requests alike.
 
-Watching `receive` takes a task per request. The gateway's own server (`server.protocol`) offers
-a cheaper way: the scope's `relaygate.disconnect` extension registers a callback for the loss of
-the connection. Under any other ASGI server (or for in-process calls) the watcher task is used.
+Watching `receive` takes a task per request. The gateway's own server offers a cheaper way: the
+scope's `relaygate.disconnect` extension (`server.extensions`) registers a callback for the loss
+of the connection. Under any other ASGI server (or for in-process calls) the watcher task is used.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from typing import TypeVar
 
 from starlette.types import Receive, Scope
 
-T = TypeVar("T")
+from relaygate.server import extensions
 
-# scope["extensions"][DISCONNECT_EXTENSION]["watch"](callback) -> withdraw: `callback()` runs
-# once when the client's connection is lost, unless `withdraw()` was called first.
-DISCONNECT_EXTENSION = "relaygate.disconnect"
+T = TypeVar("T")
 
 
 class ClientDisconnected(Exception):
@@ -53,7 +51,7 @@ async def unless_disconnected(scope: Scope, receive: Receive, work: Awaitable[T]
         gone = True
         current.cancel()
 
-    extension = (scope.get("extensions") or {}).get(DISCONNECT_EXTENSION)
+    extension = (scope.get("extensions") or {}).get(extensions.DISCONNECT)
     if extension is not None:
         stop = extension["watch"](leave)
     else:

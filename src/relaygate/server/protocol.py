@@ -1,7 +1,7 @@
 """uvicorn's httptools protocol with three changes: a response's head and first body part go out
-in one write (`server.coalesce`); each request's scope carries the `relaygate.disconnect`
-extension, a callback registry for the loss of the client's connection (`api.disconnect`); and
-at graceful shutdown a connection accepted but still without its first request is given a
+in one write (`server.coalesce`); each request's scope carries the extensions of
+`server.extensions` (told of a lost connection without a task; whether the body has arrived);
+and at graceful shutdown a connection accepted but still without its first request is given a
 moment to send it.
 
 When a worker stops (replaced by the supervisor, or the gateway shutting down) uvicorn closes
@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from relaygate.api.disconnect import DISCONNECT_EXTENSION
+from relaygate.server import extensions
 from relaygate.server.coalesce import CoalescingSend
 
 FIRST_REQUEST_GRACE_S = 2.0
@@ -45,7 +45,10 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
             return  # an upgrade request: uvicorn made no cycle
         # The cycle's task has not run yet; it looks `send` up on the instance when it does.
         cycle.send = CoalescingSend(cycle, self.loop)  # type: ignore[method-assign]
-        cycle.scope["extensions"] = {DISCONNECT_EXTENSION: {"watch": self.on_disconnect}}
+        cycle.scope["extensions"] = {
+            extensions.DISCONNECT: {"watch": self.on_disconnect},
+            extensions.BODY: {"complete": lambda: not cycle.more_body},
+        }
         if self.stopping:
             cycle.keep_alive = False  # answer it, then close
 

@@ -1,0 +1,17 @@
+"""The ASGI scope extensions the workers' protocol (`server.protocol`) offers the app.
+
+Both are optional for the app: under another ASGI server, or for in-process calls, they are
+absent and the app falls back to plain ASGI (a task watching `receive`; a timeout around every
+body read).
+
+- `scope["extensions"][DISCONNECT]["watch"](callback) -> withdraw`: `callback()` runs once
+  when the client's connection is lost, unless `withdraw()` was called first
+  (`api.disconnect.unless_disconnected`).
+- `scope["extensions"][BODY]["complete"]() -> bool`: the whole request body has arrived, so
+  reading it through `receive` will not wait (`api.body.read_body` then sets no timer).
+"""
+
+from __future__ import annotations
+
+DISCONNECT = "relaygate.disconnect"
+BODY = "relaygate.body"
