@@ -1,6 +1,6 @@
 """Run the benchmark suite: direct stub vs Relaygate vs LiteLLM's proxy.
 
-    python -m bench.run            # full run (a few minutes; installs LiteLLM once)
+    python -m bench.run            # full run (about 18 minutes; installs LiteLLM once)
     python -m bench.run --quick    # CI smoke run: a few seconds per target, no LiteLLM
 
 Each latency figure at a fixed rate is the median of interleaved rounds (3 in a full run, the
