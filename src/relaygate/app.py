@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -330,7 +330,7 @@ def create_app(
             tasks.append(asyncio.create_task(gw.router.breakers.run(), name="breaker-sync"))
         flags = env.get(RECYCLE_DIR_ENV)
         if flags and config.server.recycle.enabled and not worker:
-            recycler = Recycler(config.server.recycle, Path(flags), lambda: _busy(gw, outer))
+            recycler = Recycler(config.server.recycle, Path(flags), busy_check(gw, outer))
             tasks.append(asyncio.create_task(recycler.run(), name="worker-recycle"))
         try:
             yield
@@ -395,13 +395,24 @@ def create_app(
     return outer
 
 
-def _busy(gw: Gateway, outer: RequestIdMiddleware) -> bool:
-    """Whether this worker has anything a replacement could not take over."""
-    return (
-        outer.in_flight > 0
-        or (gw.jobs is not None and gw.jobs.running_here() > 0)
-        or (gw.streams is not None and gw.streams.held_here() > 0)
-    )
+def busy_check(gw: Gateway, outer: RequestIdMiddleware) -> Callable[[], bool]:
+    """For the recycler: has this worker had anything a replacement could not take over since
+    the last look? A request in flight or begun since then, a job running here, a resumable
+    stream held here. (Counting begun requests catches those that came and went between two
+    looks, so "quiet" means no request at all.)"""
+    seen = outer.started
+
+    def busy() -> bool:
+        nonlocal seen
+        started, seen = seen, outer.started
+        return (
+            outer.in_flight > 0
+            or outer.started != started
+            or (gw.jobs is not None and gw.jobs.running_here() > 0)
+            or (gw.streams is not None and gw.streams.held_here() > 0)
+        )
+
+    return busy
 
 
 def create_app_from_env() -> ASGIApp:

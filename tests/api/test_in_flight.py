@@ -1,12 +1,15 @@
-"""The outer middleware counts the requests in flight (a worker is recycled only at zero)."""
+"""The outer middleware counts the requests in flight and begun; a worker is recycled only when
+none ran for a while."""
 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 from starlette.types import Receive, Scope, Send
 
 from relaygate.api.middleware import RequestIdMiddleware
+from relaygate.app import busy_check
 
 
 async def test_requests_are_counted_while_they_run_even_when_they_fail() -> None:
@@ -38,3 +41,21 @@ async def test_requests_are_counted_while_they_run_even_when_they_fail() -> None
     gate.set()
     await asyncio.gather(*calls)
     assert outer.in_flight == 0
+
+
+async def test_a_request_that_came_and_went_between_two_looks_keeps_the_worker_busy() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        pass
+
+    outer = RequestIdMiddleware(app)
+    gw = SimpleNamespace(jobs=None, streams=None)
+    busy = busy_check(gw, outer)  # type: ignore[arg-type]
+    assert not busy()
+
+    async def nothing() -> dict[str, object]:
+        return {}
+
+    await outer({"type": "http", "path": "/", "headers": []}, nothing, nothing)  # type: ignore[arg-type]
+    assert outer.in_flight == 0 and outer.started == 1
+    assert busy()  # finished before this look, but begun since the last one
+    assert not busy()  # and nothing since

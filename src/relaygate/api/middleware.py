@@ -25,6 +25,7 @@ class RequestIdMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.in_flight = 0  # HTTP requests started and not yet finished
+        self.started = 0  # HTTP requests started since the process began
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,6 +48,7 @@ class RequestIdMiddleware:
             await send(message)
 
         self.in_flight += 1
+        self.started += 1
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
