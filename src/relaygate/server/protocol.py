@@ -32,6 +32,7 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
     stopping = False  # shutdown was asked while waiting for the first request
     lost = False  # the client's connection is gone
     _on_lost: list[Callable[[], None]] | None = None
+    _disconnect: dict[object, object] | None = None  # the relaygate.disconnect extension
 
     def on_message_begin(self) -> None:
         self.started_any = True
@@ -45,9 +46,11 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
             return  # an upgrade request: uvicorn made no cycle
         # The cycle's task has not run yet; it looks `send` up on the instance when it does.
         cycle.send = CoalescingSend(cycle, self.loop)  # type: ignore[method-assign]
+        if self._disconnect is None:  # one per connection, shared by its requests
+            self._disconnect = {"watch": self.on_disconnect}
         cycle.scope["extensions"] = {
-            extensions.DISCONNECT: {"watch": self.on_disconnect},
-            extensions.BODY: {"complete": lambda: not cycle.more_body},
+            extensions.DISCONNECT: self._disconnect,
+            extensions.BODY: {"complete": lambda: not cycle.more_body},  # this request's body
         }
         if self.stopping:
             cycle.keep_alive = False  # answer it, then close
