@@ -46,10 +46,12 @@ def export_source(revision: str, into: Path) -> Path:
     return into / "src"
 
 
-def added(rounds: list[dict[str, Any]], name: str) -> dict[str, Any]:
+def added(
+    rounds: list[dict[str, Any]], name: str, quantiles: tuple[str, ...] = QUANTILES
+) -> dict[str, Any]:
     """Per quantile: `name`'s latency minus direct's, round by round, and the median of those."""
     summary: dict[str, Any] = {}
-    for quantile in QUANTILES:
+    for quantile in quantiles:
         values = [r[name][quantile] - r["direct"][quantile] for r in rounds]
         summary[quantile] = {
             "median": round(statistics.median(values), 3),

@@ -31,6 +31,7 @@ from typing import Any
 import psutil
 
 from bench import load, procs
+from bench.ab import added
 from bench.charts import MISSING, pyplot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,10 +278,10 @@ def _merge_rounds(
     for field in QUANTILES:
         row[field] = statistics.median(r[field] for r in rounds)
         row[f"{field}_rounds"] = [round(r[field], 3) for r in rounds]
-        if direct is not None:
-            row[f"added_{field}"] = statistics.median(
-                r[field] - d[field] for r, d in zip(rounds, direct, strict=True)
-            )
+    if direct is not None:
+        paired = [{"target": r, "direct": d} for r, d in zip(rounds, direct, strict=True)]
+        for field, figures in added(paired, "target", QUANTILES).items():
+            row[f"added_{field}"] = figures["median"]
     return row
 
 
