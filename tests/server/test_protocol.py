@@ -16,6 +16,7 @@ from typing import Any
 import httptools
 import pytest
 import uvicorn
+from starlette.requests import Request
 from uvicorn.server import ServerState
 
 from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
@@ -304,13 +305,7 @@ POST_HEAD = b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n"
 async def _body_app(seen: list[object]) -> Any:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         seen.append(scope["extensions"][extensions.BODY]["complete"]())
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        seen.append(body)
+        seen.append(await Request(scope, receive).body())
         await _answer(b"ok")(scope, receive, send)
 
     return app
