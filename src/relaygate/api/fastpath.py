@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relaygate.api.errors import error_response, unexpected_error
+from relaygate.api.headers import IndexedRequest
 from relaygate.errors import GatewayError
 
 Handler = Callable[[Request], Awaitable[ASGIApp]]  # a handler returns a response
@@ -41,7 +42,7 @@ class FastPaths:
             started = True
             await send(message)
 
-        request = Request(scope, receive, sender)
+        request = IndexedRequest(scope, receive, sender)
         try:
             response = await handler(request)
             await response(scope, receive, sender)
