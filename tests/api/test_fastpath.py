@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -81,3 +83,17 @@ async def test_other_methods_and_paths_go_through_starlette(client: httpx.AsyncC
     assert response.json()["error"]["message"] == "method not allowed"
     response = await client.post("/v1/unknown", json={})
     assert response.status_code == 404
+
+
+async def test_made_request_ids_are_distinct_per_request_and_per_app(
+    client: httpx.AsyncClient,
+) -> None:
+    ids = [(await client.post("/v1/ok", json={})).headers["x-request-id"] for _ in range(3)]
+    assert len(set(ids)) == 3
+    assert all(re.fullmatch(r"req_[0-9a-f]{32}", i) for i in ids)
+    other = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=_app()), base_url="http://gateway"
+    )  # another worker process builds its own app
+    elsewhere = (await other.post("/v1/ok", json={})).headers["x-request-id"]
+    assert elsewhere[:20] != ids[0][:20]  # its own random prefix
+    assert elsewhere not in ids

@@ -8,9 +8,10 @@ one line without a traceback (tracebacks can quote request data).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
-import uuid
+import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,10 +21,18 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 class RequestIdMiddleware:
-    """Honours a well-formed client `X-Request-ID` or makes one; echoes it on the response."""
+    """Honours a well-formed client `X-Request-ID` or makes one; echoes it on the response.
+
+    A made id is `req_`, 16 hex digits drawn at random when the app is built (once per worker
+    process), and a 16-digit counter: unique across workers and replicas without a call to the
+    operating system's random source on every request. Ids name requests in logs and records;
+    they are not secrets (a client may choose its own).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._id_prefix = "req_" + secrets.token_hex(8)
+        self._id_counter = itertools.count(1)
         self.in_flight = 0  # HTTP requests started and not yet finished
         self.started = 0  # HTTP requests started since the process began
 
@@ -38,7 +47,7 @@ class RequestIdMiddleware:
                 if REQUEST_ID.match(candidate):
                     request_id = candidate
                 break
-        request_id = request_id or "req_" + uuid.uuid4().hex
+        request_id = request_id or f"{self._id_prefix}{next(self._id_counter):016x}"
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
 
