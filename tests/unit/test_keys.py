@@ -42,5 +42,5 @@ def test_expired_keys_are_recognised() -> None:
     key, key_id = generate_key()
     now = datetime.now(UTC)
     found = _snapshot(key, key_id, expires_at=now - timedelta(seconds=1)).key_for(key)
-    assert found is not None and found.expired(now)
-    assert not found.expired(now - timedelta(seconds=2))
+    assert found is not None and found.expired(now.timestamp())
+    assert not found.expired((now - timedelta(seconds=2)).timestamp())

@@ -33,10 +33,17 @@ class KeyPolicy:
     max_body_bytes: int | None = None
     require_signature: bool = False
     signing_secrets: tuple[bytes, ...] = ()
+    # `expires_at` as a Unix time, so the check on every request compares two floats.
+    expires_ts: float | None = field(init=False, repr=False, compare=False, default=None)
 
-    def expired(self, now: datetime) -> bool:
-        """True once the key's expiry has passed."""
-        return self.expires_at is not None and now >= self.expires_at
+    def __post_init__(self) -> None:
+        if self.expires_at is not None:
+            object.__setattr__(self, "expires_ts", self.expires_at.timestamp())
+
+    def expired(self, now: float) -> bool:
+        """True once the key's expiry has passed (`now` as from `time.time()`)."""
+        expires = self.expires_ts
+        return expires is not None and now >= expires
 
 
 @dataclass(frozen=True, slots=True)
