@@ -12,7 +12,7 @@ of the connection. Under any other ASGI server (or for in-process calls) the wat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from starlette.types import Receive, Scope
@@ -34,6 +34,23 @@ async def wait_for_disconnect(receive: Receive) -> None:
             return
 
 
+def on_disconnect(
+    scope: Scope, receive: Receive, callback: Callable[[], None]
+) -> Callable[[], object]:
+    """Call `callback` when the client disconnects: through the server's `relaygate.disconnect`
+    extension, else from a task reading `receive`. Returns the function that stops watching."""
+    extension = (scope.get("extensions") or {}).get(extensions.DISCONNECT)
+    if extension is not None:
+        stop: Callable[[], object] = extension["watch"](callback)
+        return stop
+
+    async def watch() -> None:
+        await wait_for_disconnect(receive)
+        callback()
+
+    return asyncio.create_task(watch()).cancel
+
+
 async def unless_disconnected(scope: Scope, receive: Receive, work: Awaitable[T]) -> T:
     """Await `work`, cancelling it (and raising ClientDisconnected) if the client leaves first.
 
@@ -51,16 +68,7 @@ async def unless_disconnected(scope: Scope, receive: Receive, work: Awaitable[T]
         gone = True
         current.cancel()
 
-    extension = (scope.get("extensions") or {}).get(extensions.DISCONNECT)
-    if extension is not None:
-        stop = extension["watch"](leave)
-    else:
-
-        async def watch() -> None:
-            await wait_for_disconnect(receive)
-            leave()
-
-        stop = asyncio.create_task(watch()).cancel
+    stop = on_disconnect(scope, receive, leave)
     try:
         return await work
     except asyncio.CancelledError:

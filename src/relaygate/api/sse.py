@@ -1,23 +1,30 @@
 """An SSE response that streams without buffering, sends heartbeats, and stops on disconnect.
 
-One task (the pump) reads events from the source and sends them; the response's own task
-watches for the client's disconnect and for idle periods. Idle longer than the heartbeat interval
-sends an SSE comment so proxies with idle timeouts keep the connection open. On disconnect the pump
-is cancelled, which closes the source iterator and with it the upstream connection.
+The response's own task reads frames from the source and sends them, so a frame that is ready
+when the response starts goes out in the same turn of the loop as the headers (one write with
+the workers' protocol, decision 0020). Two things run beside it without a task of their own:
 
-Backpressure is end to end: `send` waits while the client's socket buffer is full, so the pump
-stops reading the upstream and the upstream's TCP window closes; memory per stream stays bounded.
+- Disconnect: told by the server's `relaygate.disconnect` extension (a callback), or else by a
+  task reading `receive`. Either cancels the response's task, which closes the source iterator
+  and with it the upstream connection, and the response ends quietly.
+- Heartbeats: one timer per interval checks when a frame last went out; after a heartbeat
+  interval without one it sends an SSE comment, so proxies with idle timeouts keep the
+  connection open. A lock keeps a heartbeat from interleaving with a frame.
+
+Backpressure is end to end: `send` waits while the client's socket buffer is full, so the source
+is not read and the upstream's TCP window closes; memory per stream stays bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
 
 from starlette.types import Receive, Scope, Send
 
-from relaygate.api.disconnect import wait_for_disconnect
+from relaygate.api.disconnect import on_disconnect
 
 HEARTBEAT = b": keep-alive\n\n"
 SSE_HEADERS = (
@@ -26,6 +33,7 @@ SSE_HEADERS = (
     (b"x-accel-buffering", b"no"),
     (b"connection", b"keep-alive"),
 )
+MIN_WAIT_S = 0.01  # the heartbeat timer never re-arms sooner than this
 
 
 class SSEResponse:
@@ -46,51 +54,85 @@ class SSEResponse:
             *SSE_HEADERS,
             *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items()),
         ]
-        self._last_send = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        lock = asyncio.Lock()
+        task = asyncio.current_task()
+        assert task is not None
+        gone = False
+
+        def leave() -> None:
+            nonlocal gone
+            if not gone:
+                gone = True
+                task.cancel()
+
+        stream = _Stream(send, self.heartbeat_interval)
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.headers}
         )
-        self._last_send = time.monotonic()
-        pump = asyncio.create_task(self._pump(send, lock))
-        watcher = asyncio.create_task(wait_for_disconnect(receive))
+        stream.sent()
+        stop_watching = on_disconnect(scope, receive, leave)
+        stream.start_heartbeats()
         try:
-            while True:
-                done, _ = await asyncio.wait(
-                    (pump, watcher), timeout=self._next_wait(), return_when=asyncio.FIRST_COMPLETED
-                )
-                if pump in done:
-                    pump.result()
-                    return
-                if watcher in done:
-                    return
-                if time.monotonic() - self._last_send >= self.heartbeat_interval:
-                    async with lock:
-                        await send(
-                            {"type": "http.response.body", "body": HEARTBEAT, "more_body": True}
-                        )
-                        self._last_send = time.monotonic()
+            try:
+                async for frame in self.source:
+                    await stream.send(frame, more_body=True)
+                await stream.send(b"", more_body=False)
+            finally:
+                stop_watching()
+                stream.stop_heartbeats()
+                aclose = getattr(self.source, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+        except asyncio.CancelledError:
+            if not gone:
+                raise  # cancelled from outside (shutdown): not ours to absorb
+            task.uncancel()  # the client left: the response simply ends
         except OSError:
             return  # the client vanished while we were writing
-        finally:
-            watcher.cancel()
-            if not pump.done():
-                pump.cancel()
-            await asyncio.gather(pump, watcher, return_exceptions=True)
 
-    def _next_wait(self) -> float:
-        return max(0.01, self._last_send + self.heartbeat_interval - time.monotonic())
 
-    async def _pump(self, send: Send, lock: asyncio.Lock) -> None:
-        try:
-            async for frame in self.source:
-                async with lock:
-                    await send({"type": "http.response.body", "body": frame, "more_body": True})
-                    self._last_send = time.monotonic()
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            aclose = getattr(self.source, "aclose", None)
-            if aclose is not None:
-                await aclose()
+class _Stream:
+    """Sends body frames and, when idle for a heartbeat interval, heartbeats."""
+
+    def __init__(self, send: Send, interval: float) -> None:
+        self._send = send
+        self._interval = interval
+        self._lock = asyncio.Lock()
+        self._last_send = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._beat: asyncio.Task[None] | None = None
+
+    def sent(self) -> None:
+        self._last_send = time.monotonic()
+
+    async def send(self, body: bytes, *, more_body: bool) -> None:
+        async with self._lock:
+            await self._send({"type": "http.response.body", "body": body, "more_body": more_body})
+            self._last_send = time.monotonic()
+
+    def start_heartbeats(self) -> None:
+        self._arm(self._interval)
+
+    def stop_heartbeats(self) -> None:
+        """No more heartbeats; one waiting for the lock is dropped."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._beat is not None:
+            self._beat.cancel()
+
+    def _arm(self, delay: float) -> None:
+        self._timer = asyncio.get_running_loop().call_later(max(MIN_WAIT_S, delay), self._tick)
+
+    def _tick(self) -> None:
+        idle = time.monotonic() - self._last_send
+        if idle >= self._interval and (self._beat is None or self._beat.done()):
+            self._beat = asyncio.ensure_future(self._heartbeat())
+            self._arm(self._interval)
+        else:
+            self._arm(self._interval - idle)
+
+    async def _heartbeat(self) -> None:
+        with contextlib.suppress(OSError):  # the client is gone: the disconnect watch says so
+            await self.send(HEARTBEAT, more_body=True)
