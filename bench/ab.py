@@ -9,6 +9,11 @@ Prints each round's p50 and, per gateway, the added latency (its p50/p99 minus d
 same round): the median over all rounds and every round's value.
 
     .venv/bin/python -m bench.ab [--baseline REV] [--rate 100] [--rounds 7] [--pairs 1]
+    .venv/bin/python -m bench.ab --ttft [--streams 200]   # time to first token instead
+
+With `--ttft` each round is `--streams` sequential streams from a paced stub (the suite's
+time-to-first-token setup: first chunk after 10 ms, then one every 5 ms), and the figures are
+the added time to the first content token.
 
 On this VM two processes running the same code can differ by up to 0.3 ms of added p50 (process
 layout, and the machine's drift from minute to minute), so a smaller change needs several
@@ -23,16 +28,19 @@ import asyncio
 import statistics
 import subprocess
 import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.load import Endpoint, open_loop
+from bench.load import Endpoint, open_loop, stream_timing
 from bench.report import save_results
 
 ROOT = Path(__file__).resolve().parent.parent
 QUANTILES = ("p50_ms", "p99_ms")
+TTFT_QUANTILES = ("ttft_p50_ms", "ttft_p99_ms")
+Measure = Callable[[Endpoint], dict[str, Any]]
 
 
 def export_source(revision: str, into: Path) -> Path:
@@ -60,42 +68,43 @@ def added(
     return summary
 
 
+def open_loop_measure(rate: float, seconds: float, stream: bool) -> Measure:
+    """One open-loop run at `rate` for `seconds`."""
+    return lambda endpoint: asyncio.run(
+        open_loop(endpoint, rate=rate, seconds=seconds, stream=stream)
+    )
+
+
 def interleaved(
     endpoints: dict[str, Endpoint],
     *,
-    rate: float,
-    seconds: float,
+    measure: Measure,
     rounds: int,
-    stream: bool,
     label: str = "",
+    quantile: str = "p50_ms",
 ) -> list[dict[str, Any]]:
-    """`rounds` open-loop runs of every endpoint, the order reversed every other round so that
-    drift of the machine affects all alike; prints each round's p50s."""
+    """`rounds` runs of `measure` on every endpoint, the order reversed every other round so
+    that drift of the machine affects all alike; prints each round's `quantile`."""
     results: list[dict[str, Any]] = []
     for index in range(rounds):
         order = list(endpoints.items())
         if index % 2:
             order.reverse()
-        measured = {
-            name: asyncio.run(open_loop(endpoint, rate=rate, seconds=seconds, stream=stream))
-            for name, endpoint in order
-        }
+        measured = {name: measure(endpoint) for name, endpoint in order}
         results.append(measured)
         print(
-            f"{label}round {index + 1}: p50 ms "
-            + ", ".join(f"{n} {measured[n]['p50_ms']:.3f}" for n in endpoints),
+            f"{label}round {index + 1}: {quantile} "
+            + ", ".join(f"{n} {measured[n][quantile]:.3f}" for n in endpoints),
             flush=True,
         )
     return results
 
 
 def summary_line(name: str, figures: dict[str, Any]) -> str:
-    """`name`'s median added p50 and p99 (the output of `added`), in one line."""
-    count = len(figures["p50_ms"]["rounds"])
-    return (
-        f"{name}: added p50 {figures['p50_ms']['median']:+.3f} ms, "
-        f"p99 {figures['p99_ms']['median']:+.3f} ms (median of {count} rounds)"
-    )
+    """`name`'s median added figures (the output of `added`), in one line."""
+    parts = [f"{q.removesuffix('_ms')} {f['median']:+.3f} ms" for q, f in figures.items()]
+    count = len(next(iter(figures.values()))["rounds"])
+    return f"{name}: added {', '.join(parts)} (median of {count} rounds)"
 
 
 def _start_gateway(
@@ -112,7 +121,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         baseline_src = export_source(args.baseline, workdir)
-        stub, stub_port = procs.start_stub("stub", workdir, delay_ms=0, chunks=10, interval_ms=5)
+        if args.ttft:  # the suite's paced stub (bench.run)
+            stub, stub_port = procs.start_stub(
+                "stub", workdir, delay_ms=10, chunks=10, interval_ms=5
+            )
+            measure: Measure = lambda e: asyncio.run(stream_timing(e, streams=args.streams))  # noqa: E731
+            quantiles, quantile = TTFT_QUANTILES, "ttft_p50_ms"
+        else:
+            stub, stub_port = procs.start_stub(
+                "stub", workdir, delay_ms=0, chunks=10, interval_ms=5
+            )
+            measure = open_loop_measure(args.rate, args.seconds, args.stream)
+            quantiles, quantile = QUANTILES, "p50_ms"
         stack.callback(stub.stop)
         direct = Endpoint(f"http://127.0.0.1:{stub_port}/v1/chat/completions", "stub", "fake-gpt")
         for pair in range(args.pairs):
@@ -129,19 +149,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     gateway_dir.mkdir()
                     gateway, endpoints[name] = _start_gateway(gateway_dir, stub_port, source)
                     gateways.append(gateway)
-                for endpoint in endpoints.values():  # warm-up, not recorded
-                    asyncio.run(
-                        open_loop(
-                            endpoint, rate=args.rate, seconds=args.warmup_s, stream=args.stream
-                        )
-                    )
+                warm_up = open_loop_measure(args.rate, args.warmup_s, args.ttft or args.stream)
+                for endpoint in endpoints.values():  # not recorded
+                    warm_up(endpoint)
                 rounds += interleaved(
                     endpoints,
-                    rate=args.rate,
-                    seconds=args.seconds,
+                    measure=measure,
                     rounds=args.rounds,
-                    stream=args.stream,
                     label=f"pair {pair + 1} ",
+                    quantile=quantile,
                 )
             finally:
                 for gateway in gateways:
@@ -153,10 +169,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": args.seconds,
         "pairs": args.pairs,
         "stream": args.stream,
+        "ttft": args.ttft,
+        "streams": args.streams if args.ttft else None,
         "errors": errors,
-        "added_A_baseline": added(rounds, "A"),
-        "added_B_working_tree": added(rounds, "B"),
-        "direct_p50_ms": [round(r["direct"]["p50_ms"], 3) for r in rounds],
+        "added_A_baseline": added(rounds, "A", quantiles),
+        "added_B_working_tree": added(rounds, "B", quantiles),
+        f"direct_{quantile}": [round(r["direct"][quantile], 3) for r in rounds],
     }
 
 
@@ -171,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="per target and round")
     parser.add_argument("--warmup-s", type=float, default=2.0, help="per target, not recorded")
     parser.add_argument("--stream", action="store_true", help="streamed requests")
+    parser.add_argument(
+        "--ttft", action="store_true", help="time to first token of sequential paced streams"
+    )
+    parser.add_argument("--streams", type=int, default=200, help="per round with --ttft")
     args = parser.parse_args(argv)
     report = run(args)
     for name in ("A_baseline", "B_working_tree"):

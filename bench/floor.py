@@ -16,7 +16,6 @@ the raw proxy is what a purpose-built HTTP server for the data plane could save.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import socket
 import sys
 import tempfile
@@ -26,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.ab import added, interleaved, summary_line
-from bench.load import Endpoint, open_loop
+from bench.ab import added, interleaved, open_loop_measure, summary_line
+from bench.load import Endpoint
 from bench.report import save_results
 
 PROXIES = {"uvicorn-proxy": "uvicorn", "asgi-lite-proxy": "asgi-lite", "raw-proxy": "raw"}
@@ -71,11 +70,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             proxy, proxy_port = _start_proxy(kind, workdir, stub_port)
             stack.callback(proxy.stop)
             endpoints[name] = Endpoint(f"http://127.0.0.1:{proxy_port}{path}", "-", "fake-gpt")
-        for endpoint in endpoints.values():  # warm-up, not recorded
-            asyncio.run(open_loop(endpoint, rate=args.rate, seconds=args.warmup_s, stream=False))
-        rounds = interleaved(
-            endpoints, rate=args.rate, seconds=args.seconds, rounds=args.rounds, stream=False
-        )
+        warm_up = open_loop_measure(args.rate, args.warmup_s, False)
+        for endpoint in endpoints.values():  # not recorded
+            warm_up(endpoint)
+        measure = open_loop_measure(args.rate, args.seconds, False)
+        rounds = interleaved(endpoints, measure=measure, rounds=args.rounds)
     names = [name for name in endpoints if name != "direct"]
     return {
         "rate": args.rate,
