@@ -79,6 +79,24 @@ async def test_first_byte_timeout_is_504(base_url: str) -> None:
         await client.aclose()
 
 
+async def test_a_callers_time_limit_ends_the_call_before_the_providers_timeouts(
+    base_url: str,
+) -> None:
+    client = _client(base_url, first_byte=10, total=10)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        with pytest.raises(UpstreamError) as info:
+            await client.post_json("/slow", {}, {"wait": "3"}, client.end_by(0.3))
+        assert info.value.status == 504 and info.value.retryable
+        assert 0.25 < loop.time() - started < 1.5
+        # A limit beyond the provider's own timeouts changes nothing.
+        ok = await client.post_json("/slow", {}, {"wait": "0.1"}, client.end_by(60))
+        assert ok == {"ok": True}
+    finally:
+        await client.aclose()
+
+
 async def test_stall_between_chunks_is_504_even_across_tasks(base_url: str) -> None:
     client = _client(base_url, between_chunks=0.3)
     try:

@@ -24,7 +24,9 @@ class _Provider:
     def __init__(self, name: str) -> None:
         self.config = ProviderConfig(name=name, type="simulator", models=[ModelConfig(name="m")])
 
-    async def chat(self, body: Any, model: ModelConfig) -> Any:  # pragma: no cover - unused
+    async def chat(  # pragma: no cover - unused
+        self, body: Any, model: ModelConfig, timeout_s: float | None = None
+    ) -> Any:
         raise NotImplementedError
 
 

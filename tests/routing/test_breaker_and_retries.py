@@ -144,6 +144,41 @@ async def test_the_deadline_bounds_every_attempt() -> None:
     assert info.value.status == 504 and loop.time() - started < 2
 
 
+async def test_a_bounded_call_gets_the_time_left_and_ends_itself() -> None:
+    clock = Clock()
+    router = Router(RoutingConfig(attempt_timeout_s=30), clock=clock, sleep=clock.sleep)
+    limits: list[float] = []
+
+    async def call(d: Deployment, timeout_s: float) -> str:
+        limits.append(timeout_s)
+        if d.provider_name == "a":  # the provider's own timer ran out
+            raise UpstreamError(504, "timed out", retryable=True, code="upstream_timeout")
+        return "answer"
+
+    plan = router.plan("r", [deployment("a"), deployment("b")], FEATURES)
+    result, attempted = await router.run_bounded(plan, call, clock.now + 10)
+    assert (result, attempted.deployment.provider_name, attempted.attempts) == ("answer", "b", 2)
+    assert limits == [10, 10]  # the deadline is nearer than the attempt timeout
+    assert router.stats.error_rate("a/m")[0] == 1.0  # the timeout counted against "a"
+
+
+async def test_a_bounded_call_is_not_cut_off_by_the_router() -> None:
+    # The call is trusted to end itself (the provider's timer): the router arms none beside it,
+    # so a call that overruns its limit is the provider's bug, not cancelled here.
+    router = Router(RoutingConfig())
+
+    async def overrunning(d: Deployment, timeout_s: float) -> str:
+        await asyncio.sleep(timeout_s + 0.2)
+        return "late"
+
+    plan = router.plan("r", [deployment("a")], FEATURES)
+    result, _ = await router.run_bounded(plan, overrunning, router.clock() + 0.1)
+    assert result == "late"
+    with pytest.raises(UpstreamError) as info:  # the same call through `run` is cut off
+        await router.run(plan, lambda d: overrunning(d, 0.1), router.clock() + 0.1)
+    assert info.value.status == 504
+
+
 async def test_replicas_share_open_circuits_through_redis(redis_url: str, prefix: str) -> None:
     clients = [redis.Redis.from_url(redis_url) for _ in range(2)]
     try:

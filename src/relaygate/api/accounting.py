@@ -239,16 +239,19 @@ CLIENT_CLOSED = 499
 async def call_routed(
     request: Request,
     ledger: RequestLedger,
-    call: Callable[[Deployment], Awaitable[JSON]],
+    call: Callable[[Deployment, float], Awaitable[JSON]],
     usage_if_cancelled: Callable[[], Usage],
 ) -> JSON | None:
     """Run `call` through the router (retries, failover), cancelled if the client leaves (then
     None, usage recorded). An upstream failure is recorded and re-raised with routing headers.
+    `call(deployment, timeout_s)` must end within `timeout_s` (`Router.run_bounded`).
     """
     assert ledger.plan is not None
     try:
         result, ledger.attempted = await unless_disconnected(
-            request.scope, request.receive, ledger.gw.router.run(ledger.plan, call, ledger.deadline)
+            request.scope,
+            request.receive,
+            ledger.gw.router.run_bounded(ledger.plan, call, ledger.deadline),
         )
     except ClientDisconnected:
         ledger.finish(usage_if_cancelled(), CLIENT_CLOSED, "cancelled")

@@ -101,8 +101,8 @@ def _prompt_counter(gw: Gateway, body: JSON) -> Callable[[], int]:
 
 
 async def _complete(request: Request, gw: Gateway, body: JSON, ledger: RequestLedger) -> Response:
-    async def call(deployment: Deployment) -> JSON:
-        return await deployment.provider.chat(body, deployment.model)
+    async def call(deployment: Deployment, timeout_s: float) -> JSON:
+        return await deployment.provider.chat(body, deployment.model, timeout_s)
 
     prompt_tokens = _prompt_counter(gw, body)
     result = await call_routed(request, ledger, call, lambda: Usage(prompt_tokens=prompt_tokens()))

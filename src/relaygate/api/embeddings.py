@@ -44,8 +44,8 @@ async def embeddings(request: Request) -> Response:
     size_hint = len(orjson.dumps(body.get("input"))) // 4
     ledger.route_plan(route, deployments, None, count_input, size_hint, cost_cap(request))
 
-    async def call(deployment: Deployment) -> JSON:
-        return await deployment.provider.embed(body, deployment.model)
+    async def call(deployment: Deployment, timeout_s: float) -> JSON:
+        return await deployment.provider.embed(body, deployment.model, timeout_s)
 
     result = await call_routed(request, ledger, call, Usage)
     if result is None:

@@ -741,10 +741,11 @@ class AnthropicProvider:
             headers["x-api-key"] = api_key
         return headers
 
-    async def chat(self, body: JSON, model: ModelConfig) -> JSON:
+    async def chat(self, body: JSON, model: ModelConfig, timeout_s: float | None = None) -> JSON:
         """A non-streaming chat completion."""
         request = build_request(body, model, stream=False)
-        message = await self.client.post_json(MESSAGES_PATH, request)
+        client = self.client
+        message = await client.post_json(MESSAGES_PATH, request, None, client.end_by(timeout_s))
         return to_completion(message, self.config.name)
 
     async def stream_chat(self, body: JSON, model: ModelConfig) -> AsyncIterator[JSON]:
@@ -769,7 +770,7 @@ class AnthropicProvider:
             code="upstream_disconnected",
         )
 
-    async def embed(self, body: JSON, model: ModelConfig) -> JSON:
+    async def embed(self, body: JSON, model: ModelConfig, timeout_s: float | None = None) -> JSON:
         """Anthropic has no embeddings API."""
         raise GatewayError(
             400,

@@ -21,8 +21,9 @@ class Provider(Protocol):
 
     config: ProviderConfig
 
-    async def chat(self, body: JSON, model: ModelConfig) -> JSON:
-        """A non-streaming chat completion in OpenAI format."""
+    async def chat(self, body: JSON, model: ModelConfig, timeout_s: float | None = None) -> JSON:
+        """A non-streaming chat completion in OpenAI format, ended within `timeout_s` (if given)
+        with a retryable 504 `UpstreamError`, so the router needs no timer of its own."""
         ...
 
     def stream_chat(self, body: JSON, model: ModelConfig) -> AsyncIterator[JSON]:
@@ -33,8 +34,8 @@ class Provider(Protocol):
         """
         ...
 
-    async def embed(self, body: JSON, model: ModelConfig) -> JSON:
-        """An OpenAI-format embeddings response."""
+    async def embed(self, body: JSON, model: ModelConfig, timeout_s: float | None = None) -> JSON:
+        """An OpenAI-format embeddings response, within `timeout_s` as for `chat`."""
         ...
 
     async def aclose(self) -> None:

@@ -761,9 +761,9 @@ class GeminiProvider:
             )
         return None
 
-    async def _post(self, path: str, body: JSON) -> JSON:
+    async def _post(self, path: str, body: JSON, end_by: float | None) -> JSON:
         try:
-            data = await self.client.post_json(path, body)
+            data = await self.client.post_json(path, body, None, end_by)
         except UpstreamError as exc:
             mapped = self._auth_failure(exc)
             if mapped is None:
@@ -778,9 +778,10 @@ class GeminiProvider:
             502, f"provider {self.config.name!r} sent an unexpected response", retryable=True
         )
 
-    async def chat(self, body: JSON, model: ModelConfig) -> JSON:
+    async def chat(self, body: JSON, model: ModelConfig, timeout_s: float | None = None) -> JSON:
         """Non-streaming chat completion through `generateContent`."""
-        data = await self._post(self._path(model, "generateContent"), _chat_request(body))
+        path, request = self._path(model, "generateContent"), _chat_request(body)
+        data = await self._post(path, request, self.client.end_by(timeout_s))
         if not _candidates(data) and not _block_reason(data):
             raise self._unexpected()
         return _completion(data, model.upstream_id)
@@ -843,7 +844,7 @@ class GeminiProvider:
             yield usage
 
     async def _embed_batch(
-        self, path: str, name: str, texts: list[str], dimensions: Any
+        self, path: str, name: str, texts: list[str], dimensions: Any, end_by: float | None
     ) -> list[Any]:
         requests = []
         for text in texts:
@@ -851,7 +852,7 @@ class GeminiProvider:
             if dimensions is not None:
                 request["outputDimensionality"] = dimensions
             requests.append(request)
-        data = await self._post(path, {"requests": requests})
+        data = await self._post(path, {"requests": requests}, end_by)
         embeddings = data.get("embeddings")
         if not isinstance(embeddings, list) or len(embeddings) != len(texts):
             raise self._unexpected()
@@ -860,8 +861,9 @@ class GeminiProvider:
             raise self._unexpected()
         return vectors
 
-    async def embed(self, body: JSON, model: ModelConfig) -> JSON:
-        """Embeddings through `batchEmbedContents`, at most 100 inputs per upstream call.
+    async def embed(self, body: JSON, model: ModelConfig, timeout_s: float | None = None) -> JSON:
+        """Embeddings through `batchEmbedContents`, at most 100 inputs per upstream call, all
+        of them within `timeout_s`.
 
         `dimensions` defaults to the model's `embedding_dimensions`. Gemini reports no usage for
         embeddings, so the result has none and the gateway counts the input itself.
@@ -872,11 +874,12 @@ class GeminiProvider:
         if dimensions is None:
             dimensions = model.embedding_dimensions
         vectors: list[Any] = []
+        end_by = self.client.end_by(timeout_s)
         # Batches go one after another: the embedding quota is per minute, and a burst of
         # parallel calls would turn one large request into a 429.
         for start in range(0, len(texts), EMBED_BATCH_LIMIT):
             batch = texts[start : start + EMBED_BATCH_LIMIT]
-            vectors.extend(await self._embed_batch(path, name, batch, dimensions))
+            vectors.extend(await self._embed_batch(path, name, batch, dimensions, end_by))
         encoding = body.get("encoding_format")
         data = [
             {"object": "embedding", "index": i, "embedding": _encode(values, encoding)}

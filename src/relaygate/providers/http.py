@@ -212,6 +212,14 @@ class UpstreamClient:
             param=param,
         )
 
+    @staticmethod
+    def end_by(timeout_s: float | None) -> float | None:
+        """The event-loop time `timeout_s` from now (None stays None): the form in which a
+        caller's time limit (the router's, for an attempt) reaches `post_json`."""
+        if timeout_s is None:
+            return None
+        return asyncio.get_running_loop().time() + timeout_s
+
     def _deadline(self) -> float:
         return asyncio.get_running_loop().time() + self.config.timeouts.total
 
@@ -240,9 +248,18 @@ class UpstreamClient:
                 )
             yield chunk
 
-    async def post_json(self, path: str, body: Any, params: Mapping[str, str] | None = None) -> Any:
-        """POST JSON, return parsed JSON; bounded by the timeouts and the size cap."""
+    async def post_json(
+        self,
+        path: str,
+        body: Any,
+        params: Mapping[str, str] | None = None,
+        end_by: float | None = None,
+    ) -> Any:
+        """POST JSON, return parsed JSON; bounded by the timeouts, the size cap and `end_by`
+        (an event-loop time, see `end_by`)."""
         deadline = self._deadline()
+        if end_by is not None and end_by < deadline:
+            deadline = end_by
         try:
             async with self._request(path, body, params, deadline) as response:
                 payload = b"".join([chunk async for chunk in self._chunks(response, deadline)])

@@ -63,11 +63,14 @@ class OpenAICompatibleProvider:
         """The upstream body: the client's, with the upstream model id."""
         return {**body, "model": model.upstream_id}
 
-    async def chat(self, body: JSON, model: ModelConfig) -> JSON:
+    async def chat(self, body: JSON, model: ModelConfig, timeout_s: float | None = None) -> JSON:
         """Non-streaming chat completion, passed through."""
         payload = {**self.prepare(body, model), "stream": False}
         payload.pop("stream_options", None)
-        result = await self.client.post_json(self.chat_path(model), payload, self.query_params())
+        client = self.client
+        result = await client.post_json(
+            self.chat_path(model), payload, self.query_params(), client.end_by(timeout_s)
+        )
         if not isinstance(result, dict) or "choices" not in result:
             raise UpstreamError(
                 502, f"provider {self.config.name!r} sent an unexpected response", retryable=True
@@ -117,10 +120,14 @@ class OpenAICompatibleProvider:
             code="upstream_disconnected",
         )
 
-    async def embed(self, body: JSON, model: ModelConfig) -> JSON:
+    async def embed(self, body: JSON, model: ModelConfig, timeout_s: float | None = None) -> JSON:
         """Embeddings, passed through."""
-        result = await self.client.post_json(
-            self.embeddings_path(model), self.prepare(body, model), self.query_params()
+        client = self.client
+        result = await client.post_json(
+            self.embeddings_path(model),
+            self.prepare(body, model),
+            self.query_params(),
+            client.end_by(timeout_s),
         )
         if not isinstance(result, dict) or "data" not in result:
             raise UpstreamError(

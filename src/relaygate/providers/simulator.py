@@ -293,12 +293,14 @@ class SimulatorProvider:
             },
         }
 
-    async def chat(self, body: JSON, model: ModelConfig) -> JSON:
-        """The buffered form of the same stream."""
-        return await collect(self.stream_chat(body, model))
+    async def chat(self, body: JSON, model: ModelConfig, timeout_s: float | None = None) -> JSON:
+        """The buffered form of the same stream (a TimeoutError after `timeout_s`)."""
+        async with asyncio.timeout(timeout_s):
+            return await collect(self.stream_chat(body, model))
 
-    async def embed(self, body: JSON, model: ModelConfig) -> JSON:
-        """Deterministic bag-of-words vectors: similar texts get similar vectors."""
+    async def embed(self, body: JSON, model: ModelConfig, timeout_s: float | None = None) -> JSON:
+        """Deterministic bag-of-words vectors: similar texts get similar vectors. (Answered at
+        once: `timeout_s` cannot run out.)"""
         fault = self._fault(_metadata(body))
         if fault and fault != "disconnect":
             await self._raise_fault(fault)

@@ -101,7 +101,25 @@ class Router:
     async def run(
         self, plan: Plan, call: Callable[[Deployment], Awaitable[T]], deadline: float
     ) -> tuple[T, Attempted]:
-        """The first successful call, with retries and failover; the last error otherwise."""
+        """The first successful call, with retries and failover; the last error otherwise.
+        Each attempt is cut off by a timer at the request's deadline (or the attempt timeout)."""
+        return await self._run(plan, lambda deployment, _: call(deployment), deadline, False)
+
+    async def run_bounded(
+        self, plan: Plan, call: Callable[[Deployment, float], Awaitable[T]], deadline: float
+    ) -> tuple[T, Attempted]:
+        """As `run`, for a call that ends itself within the seconds it is given (a provider's
+        `chat` or `embed` with `timeout_s`, a retryable 504 when they run out): the provider's
+        own timer bounds the wait, and the router sets none beside it."""
+        return await self._run(plan, call, deadline, True)
+
+    async def _run(
+        self,
+        plan: Plan,
+        call: Callable[[Deployment, float], Awaitable[T]],
+        deadline: float,
+        bounded: bool,
+    ) -> tuple[T, Attempted]:
         retry = self.config.retry
         self.budget.deposit()
         candidates = plan.deployments
@@ -132,7 +150,9 @@ class Router:
             attempts += 1
             tried.add(id(deployment))
             try:
-                result = await self._attempt(deployment, call, remaining, plan.features.bucket)
+                result = await self._attempt(
+                    deployment, call, remaining, plan.features.bucket, bounded
+                )
             except UpstreamError as exc:
                 if not exc.retryable:
                     raise
@@ -159,9 +179,10 @@ class Router:
     async def _attempt(
         self,
         deployment: Deployment,
-        call: Callable[[Deployment], Awaitable[T]],
+        call: Callable[[Deployment, float], Awaitable[T]],
         remaining: float,
         bucket: int,
+        bounded: bool,
     ) -> T:
         name = key_of(deployment)
         limit = remaining
@@ -169,8 +190,11 @@ class Router:
             limit = min(limit, self.config.attempt_timeout_s)
         started = self.clock()
         try:
-            async with asyncio.timeout(limit):
-                result = await call(deployment)
+            if bounded:
+                result = await call(deployment, limit)
+            else:
+                async with asyncio.timeout(limit):
+                    result = await call(deployment, limit)
         except TimeoutError:
             self._observe(name, bucket, None, False, None)
             raise UpstreamError(
