@@ -23,7 +23,8 @@ class Provider(Protocol):
 
     async def chat(self, body: JSON, model: ModelConfig, timeout_s: float | None = None) -> JSON:
         """A non-streaming chat completion in OpenAI format, ended within `timeout_s` (if given)
-        with a retryable 504 `UpstreamError`, so the router needs no timer of its own."""
+        by a retryable 504 `UpstreamError` or a `TimeoutError`, so the router needs no timer of
+        its own."""
         ...
 
     def stream_chat(self, body: JSON, model: ModelConfig) -> AsyncIterator[JSON]:
