@@ -145,3 +145,35 @@ async def test_the_first_ready_frame_goes_out_with_the_headers() -> None:
     assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.endswith(b"data: 1\n\n\r\n")
     [(status, _, body)] = _parse(b"".join(transport.writes))
     assert (status, body) == (200, b"data: 1\n\ndata: 2\n\n")
+
+
+async def test_a_client_slow_to_take_a_frame_does_not_spin_the_heartbeat_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from relaygate.api import sse
+
+    looks = 0
+    tick = sse._Stream._tick
+
+    def counted(self: Any) -> None:
+        nonlocal looks
+        looks += 1
+        tick(self)
+
+    monkeypatch.setattr(sse._Stream, "_tick", counted)
+    release = asyncio.Event()
+    client = Client()
+
+    async def slow_send(message: dict[str, Any]) -> None:
+        if message.get("body") == b"a":  # the client's buffer is full for 0.4 s
+            await release.wait()
+        client.messages.append(message)
+
+    response = asyncio.create_task(
+        _response(Source(b"a"), interval=0.05)({}, client.receive, slow_send)
+    )
+    await asyncio.sleep(0.4)
+    release.set()
+    await asyncio.wait_for(response, 2)
+    assert looks <= 12  # about one look per 0.05 s interval, not one every few milliseconds
+    assert client.bodies.count(HEARTBEAT) <= 1  # one heartbeat waited behind the frame

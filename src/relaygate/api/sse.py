@@ -127,11 +127,14 @@ class _Stream:
 
     def _tick(self) -> None:
         idle = time.monotonic() - self._last_send
-        if idle >= self._interval and (self._beat is None or self._beat.done()):
-            self._beat = asyncio.ensure_future(self._heartbeat())
-            self._arm(self._interval)
-        else:
+        if idle < self._interval:
             self._arm(self._interval - idle)
+            return
+        # Idle for an interval: one heartbeat, unless one is still waiting for a send that the
+        # client is slow to take; either way the next look is an interval away.
+        if self._beat is None or self._beat.done():
+            self._beat = asyncio.ensure_future(self._heartbeat())
+        self._arm(self._interval)
 
     async def _heartbeat(self) -> None:
         with contextlib.suppress(OSError):  # the client is gone: the disconnect watch says so
