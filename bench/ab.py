@@ -75,6 +75,11 @@ def open_loop_measure(rate: float, seconds: float, stream: bool) -> Measure:
     )
 
 
+def ttft_measure(streams: int) -> Measure:
+    """Time to first token of `streams` sequential streams."""
+    return lambda endpoint: asyncio.run(stream_timing(endpoint, streams=streams))
+
+
 def interleaved(
     endpoints: dict[str, Endpoint],
     *,
@@ -121,11 +126,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         baseline_src = export_source(args.baseline, workdir)
-        if args.ttft:  # the suite's paced stub (bench.run)
-            stub, stub_port = procs.start_stub(
-                "stub", workdir, delay_ms=10, chunks=10, interval_ms=5
-            )
-            measure: Measure = lambda e: asyncio.run(stream_timing(e, streams=args.streams))  # noqa: E731
+        if args.ttft:
+            stub, stub_port = procs.start_paced_stub("stub", workdir)
+            measure = ttft_measure(args.streams)
             quantiles, quantile = TTFT_QUANTILES, "ttft_p50_ms"
         else:
             stub, stub_port = procs.start_stub(

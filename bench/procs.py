@@ -157,6 +157,23 @@ def bench_env() -> dict[str, str]:
     return env
 
 
+# The paced stub used for time-to-first-token and chunk timing (bench.run, bench.ab --ttft).
+PACED_DELAY_MS = 10.0
+PACED_CHUNKS = 10
+PACED_INTERVAL_MS = 5.0
+
+
+def start_paced_stub(name: str, workdir: Path) -> tuple[Service, int]:
+    """The paced stub: first chunk after PACED_DELAY_MS, then one every PACED_INTERVAL_MS."""
+    return start_stub(
+        name,
+        workdir,
+        delay_ms=PACED_DELAY_MS,
+        chunks=PACED_CHUNKS,
+        interval_ms=PACED_INTERVAL_MS,
+    )
+
+
 def start_stub(
     name: str, workdir: Path, *, delay_ms: float, chunks: int, interval_ms: float
 ) -> tuple[Service, int]:

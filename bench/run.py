@@ -38,10 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 CHART = ROOT / "docs" / "benchmarks.png"
 
-# The paced stub used for time-to-first-token and chunk timing.
-PACED_DELAY_MS = 10.0
-PACED_CHUNKS = 10
-PACED_INTERVAL_MS = 5.0
 FAST_CHUNKS = 20
 
 
@@ -122,13 +118,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                 "stub-fast", workdir, delay_ms=0, chunks=FAST_CHUNKS, interval_ms=0
             )
             services.append(fast)
-            paced, paced_port = procs.start_stub(
-                "stub-paced",
-                workdir,
-                delay_ms=PACED_DELAY_MS,
-                chunks=PACED_CHUNKS,
-                interval_ms=PACED_INTERVAL_MS,
-            )
+            paced, paced_port = procs.start_paced_stub("stub-paced", workdir)
             services.append(paced)
             path = "/v1/chat/completions"
             targets = [
@@ -246,7 +236,7 @@ def _measure_all(
         print(f"[ttft]       {plan.streams} sequential streams {target.name} ...", flush=True)
         result = asyncio.run(load.stream_timing(target.paced, streams=plan.streams))
         gaps = result.pop("gaps_ms")
-        half = PACED_INTERVAL_MS / 2
+        half = procs.PACED_INTERVAL_MS / 2
         result["gap_under_half_interval_share"] = (
             sum(1 for g in gaps if g < half) / len(gaps) if gaps else float("nan")
         )
@@ -315,7 +305,7 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
         row["chunk_timing_preserved"] = bool(
             abs(stream["gap_p50_ms"] - direct_gap) <= 1.0
             and stream["gap_under_half_interval_share"] <= 0.05
-            and abs(stream["content_chunks_mean"] - PACED_CHUNKS) < 0.01
+            and abs(stream["content_chunks_mean"] - procs.PACED_CHUNKS) < 0.01
         )
         summary[name] = row
     if "litellm" in results and "relaygate" in results:
