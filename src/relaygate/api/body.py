@@ -17,7 +17,7 @@ async def read_body(request: Request, max_bytes: int, read_timeout: float) -> by
 
     When the server says the whole body has arrived (`server.extensions.BODY`), nothing can be
     slow, and no timer is set."""
-    extension = (request.scope.get("extensions") or {}).get(extensions.BODY)
+    extension = extensions.offered(request.scope, extensions.BODY)
     if extension is not None and extension["complete"]():
         return await _read(request, max_bytes)
     try:

@@ -39,7 +39,7 @@ def on_disconnect(
 ) -> Callable[[], object]:
     """Call `callback` when the client disconnects: through the server's `relaygate.disconnect`
     extension, else from a task reading `receive`. Returns the function that stops watching."""
-    extension = (scope.get("extensions") or {}).get(extensions.DISCONNECT)
+    extension = extensions.offered(scope, extensions.DISCONNECT)
     if extension is not None:
         stop: Callable[[], object] = extension["watch"](callback)
         return stop

@@ -13,5 +13,13 @@ body read).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 DISCONNECT = "relaygate.disconnect"
 BODY = "relaygate.body"
+
+
+def offered(scope: Mapping[str, Any], name: str) -> Any | None:
+    """The extension `name` of this request's server, or None where it is not offered."""
+    return (scope.get("extensions") or {}).get(name)
