@@ -19,7 +19,7 @@ Each strategy runs with the same seeds; the report gives p50/p95 latency (all an
 the error rate clients see, the total cost, and its variance across seeds, then checks the
 targets against the best single provider (the one with the lowest long-prompt p95).
 
-    .venv/bin/python -m bench.routing [--seeds 40] [--seconds 3600] [--no-chart]
+    .venv/bin/python -m bench.routing [--seeds 200] [--first-seed 1] [--jobs N] [--no-chart]
     .venv/bin/python -m bench.routing --classifier     # accuracy of the complexity classifier
 """
 
@@ -30,12 +30,15 @@ import asyncio
 import json
 import logging
 import math
+import os
 import random
 import statistics
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -253,34 +256,52 @@ def summarize(outcomes: list[Outcome]) -> dict[str, float]:
     }
 
 
-def run_all(fleet: dict[str, Any], seeds: int, seconds: float) -> dict[str, Any]:
-    routers = {
+def _routers(fleet: dict[str, Any]) -> dict[str, RoutingConfig]:
+    return {
         name: RoutingConfig.model_validate(settings)
         for name, settings in fleet.get("routers", {"relaygate": {}}).items()
     }
+
+
+def run_seed(fleet: dict[str, Any], seconds: float, seed: int) -> dict[str, dict[str, float]]:
+    """Every strategy on one seed's workload and fleet: strategy name -> summary."""
     attempts = 1 + int(fleet["client_retries"])
-    per_strategy: dict[str, list[dict[str, float]]] = {}
-    for seed in range(1, seeds + 1):
-        requests = workload(fleet, seconds, random.Random(seed))
-        names = [p["name"] for p in fleet["providers"]]
-        for name in names:
-            providers = _providers(fleet, seed)
-            only = next(p for p in providers if p.name == name)
-            outcome = run_fixed(lambda _i, _r, only=only: [only], requests, attempts)
-            per_strategy.setdefault(f"single:{name}", []).append(summarize(outcome))
-        rotation = _providers(fleet, seed)
-        outcome = run_fixed(
+    found: dict[str, dict[str, float]] = {}
+    requests = workload(fleet, seconds, random.Random(seed))
+    for name in [p["name"] for p in fleet["providers"]]:
+        only = next(p for p in _providers(fleet, seed) if p.name == name)
+        found[f"single:{name}"] = summarize(
+            run_fixed(lambda _i, _r, only=only: [only], requests, attempts)
+        )
+    rotation = _providers(fleet, seed)
+    found["round-robin"] = summarize(
+        run_fixed(
             lambda i, _r, ps=rotation: [ps[(i + k) % len(ps)] for k in range(len(ps))],
             requests,
             attempts,
         )
-        per_strategy.setdefault("round-robin", []).append(summarize(outcome))
-        cheapest = sorted(_providers(fleet, seed), key=lambda p: p.spec["input_price"])
-        outcome = run_fixed(lambda _i, _r, ps=cheapest: ps, requests, attempts)
-        per_strategy.setdefault("cheapest-first", []).append(summarize(outcome))
-        for name, config in routers.items():
-            outcome = asyncio.run(run_router(_providers(fleet, seed), requests, seed, config))
-            per_strategy.setdefault(name, []).append(summarize(outcome))
+    )
+    cheapest = sorted(_providers(fleet, seed), key=lambda p: p.spec["input_price"])
+    found["cheapest-first"] = summarize(
+        run_fixed(lambda _i, _r, ps=cheapest: ps, requests, attempts)
+    )
+    for name, config in _routers(fleet).items():
+        outcome = asyncio.run(run_router(_providers(fleet, seed), requests, seed, config))
+        found[name] = summarize(outcome)
+    return found
+
+
+def _quiet_routing_logs() -> None:
+    logging.getLogger("relaygate.routing").setLevel(logging.ERROR)  # circuits open by design
+
+
+def run_all(fleet: dict[str, Any], seeds: range, seconds: float, jobs: int = 1) -> dict[str, Any]:
+    """Every strategy on every seed (in `jobs` processes), the table and the targets."""
+    per_strategy: dict[str, list[dict[str, float]]] = {}
+    with ProcessPoolExecutor(jobs, initializer=_quiet_routing_logs) as pool:
+        for found in pool.map(partial(run_seed, fleet, seconds), seeds):
+            for name, summary in found.items():
+                per_strategy.setdefault(name, []).append(summary)
     table: dict[str, dict[str, float]] = {}
     for name, runs in per_strategy.items():
         row = {key: statistics.fmean(r[key] for r in runs) for key in runs[0]}
@@ -293,8 +314,13 @@ def run_all(fleet: dict[str, Any], seeds: int, seconds: float) -> dict[str, Any]
     singles = {k: v for k, v in table.items() if k.startswith("single:")}
     viable = {k: v for k, v in singles.items() if v["error_rate"] < VIABLE_ERROR_RATE} or singles
     best = min(viable, key=lambda k: viable[k]["long_p95_s"])
-    targets = {name: _targets(table[name], table[best], best) for name in routers}
-    return {"seeds": seeds, "seconds": seconds, "table": table, "targets": targets}
+    targets = {name: _targets(table[name], table[best], best) for name in _routers(fleet)}
+    return {
+        "seeds": [seeds.start, seeds.stop - 1],
+        "seconds": seconds,
+        "table": table,
+        "targets": targets,
+    }
 
 
 def _targets(ours: dict[str, float], base: dict[str, float], best: str) -> dict[str, Any]:
@@ -357,7 +383,8 @@ def chart(report: dict[str, Any], path: Path) -> str:
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(label)
     fig.suptitle(
-        f"Routing on a simulated fleet ({report['seeds']} seeds x {report['seconds']:.0f} s)"
+        f"Routing on a simulated fleet (seeds {report['seeds'][0]}-{report['seeds'][1]},"
+        f" {report['seconds']:.0f} s each)"
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -383,7 +410,11 @@ def classifier_accuracy() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=40)
+    parser.add_argument("--seeds", type=int, default=200, help="how many seeds (default 200)")
+    parser.add_argument("--first-seed", type=int, default=1, help="the first seed (default 1)")
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)"
+    )
     parser.add_argument("--seconds", type=float, help="simulated time (default: the fleet file's)")
     parser.add_argument("--no-chart", action="store_true")
     parser.add_argument("--classifier", action="store_true", help="only the classifier's accuracy")
@@ -391,10 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.classifier:
         print(classifier_accuracy())
         return 0
-    logging.getLogger("relaygate.routing").setLevel(logging.ERROR)  # circuits open by design
     fleet = json.loads(FLEET.read_text())
     started = time.perf_counter()
-    report = run_all(fleet, args.seeds, args.seconds or fleet["seconds"])
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    report = run_all(fleet, seeds, args.seconds or fleet["seconds"], args.jobs)
     print(markdown(report))
     print(classifier_accuracy())
     print(f"({time.perf_counter() - started:.1f} s)")
