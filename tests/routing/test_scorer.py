@@ -112,3 +112,37 @@ def test_long_prompts_can_be_weighted_differently() -> None:
     tuned = RoutingConfig.model_validate({"long_prompt_weights": {"latency": 4, "price": 0.25}})
     assert _order(score("r", [fast, cheap], long, tuned, stats, breakers))[0] == "fast"
     assert _order(score("r", [fast, cheap], short, tuned, stats, breakers))[0] == "cheap"
+
+
+def test_a_shunned_deployment_is_judged_afresh_once_its_slow_spell_has_aged_out() -> None:
+    clock = Clock()
+    stats = DeploymentStats(200, 30, clock, max_age_s=CONFIG.latency_max_age_s)
+    breakers = MemoryBreakers(CONFIG.breaker, stats, clock)
+    a, b = deployment("a"), deployment("b")
+    short = Features(100, 100, 0)
+    for _ in range(20):  # a has a slow spell (8 s) while b answers in 1 s
+        clock.now += 1
+        stats.observe("a/m", 0, 8.0, True)
+        stats.observe("b/m", 0, 1.0, True)
+    for _ in range(int(CONFIG.latency_max_age_s) // 10 - 1):  # only b gets traffic now
+        clock.now += 10
+        assert _order(score("r", [a, b], short, CONFIG, stats, breakers))[0] == "b"
+        stats.observe("b/m", 0, 1.0, True)
+    assert stats.p95("a/m", 0) == 8.0  # the spell still counts...
+    clock.now += 30
+    assert stats.p95("a/m", 0) is None  # ...until its samples are older than the limit
+    assert _order(score("r", [a, b], short, CONFIG, stats, breakers))[0] == "a"
+    assert stats.p95("b/m", 0) == 1.0  # b's recent samples stay
+
+
+def test_old_samples_leave_the_p95_and_recent_ones_stay() -> None:
+    clock = Clock()
+    stats = DeploymentStats(200, 30, clock, max_age_s=60)
+    for _ in range(40):  # slow samples, then fast ones 30 s later
+        stats.observe("a/m", 0, 5.0, True)
+    clock.now += 30
+    for _ in range(40):
+        stats.observe("a/m", 0, 0.5, True)
+    assert stats.p95("a/m", 0) == 5.0
+    clock.now += 31  # the slow ones are 61 s old, the fast ones 31 s
+    assert stats.p95("a/m", 0) == 0.5

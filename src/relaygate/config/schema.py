@@ -209,6 +209,12 @@ class RoutingConfig(Strict):
     )
     deadline_s: float = Field(600.0, gt=0, description="cap on a whole request, all attempts")
     latency_samples: int = Field(200, ge=10, le=10000, description="samples kept per deployment")
+    latency_max_age_s: float = Field(
+        120.0,
+        gt=0,
+        description="latency samples older than this are forgotten (a shunned deployment is"
+        " judged afresh, not by a slow spell long past)",
+    )
     slowdown_half_life_s: float = Field(
         30.0,
         gt=0,

@@ -54,7 +54,11 @@ class Router:
         self._sleep = sleep
         self._rng = rng or random.Random()  # jitter, not security
         self.stats = DeploymentStats(
-            config.latency_samples, config.breaker.window_s, clock, config.slowdown_half_life_s
+            config.latency_samples,
+            config.breaker.window_s,
+            clock,
+            config.slowdown_half_life_s,
+            config.latency_max_age_s,
         )
         self.breakers: Breakers = breakers or MemoryBreakers(config.breaker, self.stats, clock)
         self.budget = RetryBudget(config.retry.budget_ratio, config.retry.budget_min_per_s, clock)

@@ -1,7 +1,10 @@
 """Rolling latency and error statistics per deployment, by prompt-size bucket.
 
 Latencies are kept as the last `samples` observations per deployment and bucket (long prompts
-behave differently from short ones); p95 and median are recomputed at most every 16 new samples.
+behave differently from short ones), none older than `max_age_s`; p95 and median are recomputed
+at most every 16 new or expired samples. The age limit matters for a deployment the router has
+stopped choosing: without it, the samples of its slow spell would be its p95 until some other
+deployment got worse, however long ago the spell ended (it gets no traffic to replace them).
 A deployment's slowdown (each success against its bucket's median, smoothed, fading with a
 half-life) reacts within a few calls where the p95 takes hundreds. Error rates count timeouts and
 429s as errors over a sliding time window. Per process: every replica learns from its own
@@ -34,19 +37,38 @@ LONG_BUCKET = bucket_of(BUCKETS[1])  # prompts of 8,192 tokens or more
 
 @dataclass(slots=True)
 class _Latencies:
-    samples: deque[float]
+    """The last samples of one deployment and bucket, as (when, seconds)."""
+
+    samples: deque[tuple[float, float]]
     p95: float | None = None
     p50: float | None = None
     since: int = 0
 
-    def add(self, seconds: float) -> None:
-        self.samples.append(seconds)
+    def add(self, now: float, seconds: float) -> None:
+        self.samples.append((now, seconds))
         self.since += 1
         if self.p95 is None or self.since >= _RECOMPUTE_EVERY:
-            ordered = sorted(self.samples)
-            self.p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
-            self.p50 = ordered[len(ordered) // 2]
+            self._recompute()
+
+    def expire(self, before: float) -> None:
+        """Forget samples taken before `before`."""
+        samples = self.samples
+        if not samples or samples[0][0] >= before:
+            return
+        while samples and samples[0][0] < before:
+            samples.popleft()
+            self.since += 1
+        if not samples:
+            self.p95 = self.p50 = None
             self.since = 0
+        elif self.since >= _RECOMPUTE_EVERY:
+            self._recompute()
+
+    def _recompute(self) -> None:
+        ordered = sorted(seconds for _, seconds in self.samples)
+        self.p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+        self.p50 = ordered[len(ordered) // 2]
+        self.since = 0
 
 
 @dataclass(slots=True)
@@ -96,11 +118,13 @@ class DeploymentStats:
         window_s: float,
         clock: Callable[[], float],
         slowdown_half_life_s: float = 30.0,
+        max_age_s: float = math.inf,
     ) -> None:
         self._samples = samples
         self._window = window_s
         self._clock = clock
         self._half_life = slowdown_half_life_s
+        self._max_age = max_age_s
         self._latency: dict[tuple[str, int], _Latencies] = {}
         self._outcomes: dict[str, _Outcomes] = {}
         self._slowdown: dict[str, _Slowdown] = {}
@@ -118,16 +142,19 @@ class DeploymentStats:
                     slowdown = self._slowdown[deployment] = _Slowdown()
                 ratio = max(seconds, 1e-6) / found.p50
                 slowdown.add(math.log2(ratio), self._clock(), self._half_life)
-            found.add(seconds)
+            found.add(self._clock(), seconds)
         outcomes = self._outcomes.get(deployment)
         if outcomes is None:
             outcomes = self._outcomes[deployment] = _Outcomes()
         outcomes.add(self._clock(), ok, self._window)
 
     def p95(self, deployment: str, bucket: int) -> float | None:
-        """Rolling p95 latency in seconds for this bucket (None before the first sample)."""
+        """Rolling p95 latency in seconds for this bucket (None without a recent sample)."""
         found = self._latency.get((deployment, bucket))
-        return found.p95 if found is not None else None
+        if found is None:
+            return None
+        found.expire(self._clock() - self._max_age)
+        return found.p95
 
     def slowdown(self, deployment: str) -> float:
         """log2 of how much slower than its median this deployment has been lately (all sizes)."""
