@@ -146,3 +146,14 @@ def test_old_samples_leave_the_p95_and_recent_ones_stay() -> None:
     assert stats.p95("a/m", 0) == 5.0
     clock.now += 31  # the slow ones are 61 s old, the fast ones 31 s
     assert stats.p95("a/m", 0) == 0.5
+
+
+def test_a_deployment_back_after_a_long_absence_is_not_measured_against_its_old_median() -> None:
+    clock = Clock()
+    stats = DeploymentStats(200, 30, clock, max_age_s=60)
+    for _ in range(40):  # a slow spell: median 8 s
+        stats.observe("a/m", 0, 8.0, True)
+    clock.now += 300  # then nothing for five minutes; now it answers in 2 s
+    stats.observe("a/m", 0, 2.0, True)
+    assert stats.slowdown("a/m") == 0.0  # not "4x faster than usual": there is no usual yet
+    assert stats.p95("a/m", 0) == 2.0

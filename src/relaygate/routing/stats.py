@@ -131,22 +131,24 @@ class DeploymentStats:
 
     def observe(self, deployment: str, bucket: int, seconds: float | None, ok: bool) -> None:
         """Record one attempt: its latency (successes only) and whether it failed."""
+        now = self._clock()
         if ok and seconds is not None:
             key = (deployment, bucket)
             found = self._latency.get(key)
             if found is None:
                 found = self._latency[key] = _Latencies(deque(maxlen=self._samples))
+            found.expire(now - self._max_age)  # a slowdown is measured against a recent median
             if found.p50:
                 slowdown = self._slowdown.get(deployment)
                 if slowdown is None:
                     slowdown = self._slowdown[deployment] = _Slowdown()
                 ratio = max(seconds, 1e-6) / found.p50
-                slowdown.add(math.log2(ratio), self._clock(), self._half_life)
-            found.add(self._clock(), seconds)
+                slowdown.add(math.log2(ratio), now, self._half_life)
+            found.add(now, seconds)
         outcomes = self._outcomes.get(deployment)
         if outcomes is None:
             outcomes = self._outcomes[deployment] = _Outcomes()
-        outcomes.add(self._clock(), ok, self._window)
+        outcomes.add(now, ok, self._window)
 
     def p95(self, deployment: str, bucket: int) -> float | None:
         """Rolling p95 latency in seconds for this bucket (None without a recent sample)."""
