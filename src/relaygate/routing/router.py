@@ -107,23 +107,19 @@ class Router:
     ) -> tuple[T, Attempted]:
         """The first successful call, with retries and failover; the last error otherwise.
         Each attempt is cut off by a timer at the request's deadline (or the attempt timeout)."""
-        return await self._run(plan, lambda deployment, _: call(deployment), deadline, False)
+
+        async def timed(deployment: Deployment, timeout_s: float) -> T:
+            async with asyncio.timeout(timeout_s):
+                return await call(deployment)
+
+        return await self.run_bounded(plan, timed, deadline)
 
     async def run_bounded(
         self, plan: Plan, call: Callable[[Deployment, float], Awaitable[T]], deadline: float
     ) -> tuple[T, Attempted]:
         """As `run`, for a call that ends itself within the seconds it is given (a provider's
-        `chat` or `embed` with `timeout_s`, a retryable 504 when they run out): the provider's
-        own timer bounds the wait, and the router sets none beside it."""
-        return await self._run(plan, call, deadline, True)
-
-    async def _run(
-        self,
-        plan: Plan,
-        call: Callable[[Deployment, float], Awaitable[T]],
-        deadline: float,
-        bounded: bool,
-    ) -> tuple[T, Attempted]:
+        `chat` or `embed` with `timeout_s`: a retryable 504 or a `TimeoutError` when they run
+        out): the provider's own timer bounds the wait, and the router sets none beside it."""
         retry = self.config.retry
         self.budget.deposit()
         candidates = plan.deployments
@@ -154,9 +150,7 @@ class Router:
             attempts += 1
             tried.add(id(deployment))
             try:
-                result = await self._attempt(
-                    deployment, call, remaining, plan.features.bucket, bounded
-                )
+                result = await self._attempt(deployment, call, remaining, plan.features.bucket)
             except UpstreamError as exc:
                 if not exc.retryable:
                     raise
@@ -186,7 +180,6 @@ class Router:
         call: Callable[[Deployment, float], Awaitable[T]],
         remaining: float,
         bucket: int,
-        bounded: bool,
     ) -> T:
         name = key_of(deployment)
         limit = remaining
@@ -194,11 +187,7 @@ class Router:
             limit = min(limit, self.config.attempt_timeout_s)
         started = self.clock()
         try:
-            if bounded:
-                result = await call(deployment, limit)
-            else:
-                async with asyncio.timeout(limit):
-                    result = await call(deployment, limit)
+            result = await call(deployment, limit)
         except TimeoutError:
             self._observe(name, bucket, None, False, None)
             raise UpstreamError(
