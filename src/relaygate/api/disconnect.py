@@ -34,9 +34,7 @@ async def wait_for_disconnect(receive: Receive) -> None:
             return
 
 
-def on_disconnect(
-    scope: Scope, receive: Receive, callback: Callable[[], None]
-) -> Callable[[], object]:
+def _watch(scope: Scope, receive: Receive, callback: Callable[[], None]) -> Callable[[], object]:
     """Call `callback` when the client disconnects: through the server's `relaygate.disconnect`
     extension, else from a task reading `receive`. Returns the function that stops watching."""
     extension = extensions.offered(scope, extensions.DISCONNECT)
@@ -51,30 +49,42 @@ def on_disconnect(
     return asyncio.create_task(watch()).cancel
 
 
-async def unless_disconnected(scope: Scope, receive: Receive, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it (and raising ClientDisconnected) if the client leaves first.
+class CancelOnDisconnect:
+    """While the block runs, the client's disconnect cancels the current task; the block then
+    ends with `ClientDisconnected`. A cancellation from elsewhere (shutdown) passes through.
 
-    `work` runs in the caller's task, which is cancelled if the client goes: told by the
-    server's `relaygate.disconnect` extension, or else by a watcher task reading `receive`.
-    (Running `work` in a task of its own and racing the two with `asyncio.wait` cost a second
-    task, futures and callbacks on every request.)
+    The cancelled task is the caller's own: no second task runs the work. (Running it in a task
+    of its own and racing the two with `asyncio.wait` cost a task, futures and callbacks on every
+    request.)
     """
-    current = asyncio.current_task()
-    assert current is not None
-    gone = False
 
-    def leave() -> None:
-        nonlocal gone
-        gone = True
-        current.cancel()
+    __slots__ = ("_gone", "_receive", "_scope", "_stop", "_task")
 
-    stop = on_disconnect(scope, receive, leave)
-    try:
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self._scope = scope
+        self._receive = receive
+        self._gone = False
+
+    def __enter__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._stop = _watch(self._scope, self._receive, self._leave)
+
+    def _leave(self) -> None:
+        if not self._gone:
+            self._gone = True
+            self._task.cancel()
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self._stop()
+        if exc_type is asyncio.CancelledError and self._gone:
+            self._task.uncancel()
+            raise ClientDisconnected from None
+
+
+async def unless_disconnected(scope: Scope, receive: Receive, work: Awaitable[T]) -> T:
+    """Await `work` in the caller's task, cancelling it (and raising ClientDisconnected) if the
+    client leaves first (`CancelOnDisconnect`)."""
+    with CancelOnDisconnect(scope, receive):
         return await work
-    except asyncio.CancelledError:
-        if not gone:
-            raise  # cancelled from outside (shutdown): not ours to absorb
-        current.uncancel()
-        raise ClientDisconnected from None
-    finally:
-        stop()

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from starlette.types import Receive, Scope, Send
 
-from relaygate.api.disconnect import on_disconnect
+from relaygate.api.disconnect import CancelOnDisconnect, ClientDisconnected
 
 HEARTBEAT = b": keep-alive\n\n"
 SSE_HEADERS = (
@@ -56,40 +56,26 @@ class SSEResponse:
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        gone = False
-
-        def leave() -> None:
-            nonlocal gone
-            if not gone:
-                gone = True
-                task.cancel()
-
         stream = _Stream(send, self.heartbeat_interval)
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.headers}
         )
         stream.sent()
-        stop_watching = on_disconnect(scope, receive, leave)
         stream.start_heartbeats()
         try:
-            try:
-                async for frame in self.source:
-                    await stream.send(frame, more_body=True)
-                await stream.send(b"", more_body=False)
-            finally:
-                stop_watching()
-                stream.stop_heartbeats()
-                aclose = getattr(self.source, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-        except asyncio.CancelledError:
-            if not gone:
-                raise  # cancelled from outside (shutdown): not ours to absorb
-            task.uncancel()  # the client left: the response simply ends
-        except OSError:
-            return  # the client vanished while we were writing
+            with CancelOnDisconnect(scope, receive):
+                try:
+                    async for frame in self.source:
+                        await stream.send(frame, more_body=True)
+                    await stream.send(b"", more_body=False)
+                finally:
+                    stream.stop_heartbeats()
+        except (ClientDisconnected, OSError):
+            pass  # the client left, or vanished while we were writing: the response ends
+        finally:
+            aclose = getattr(self.source, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 class _Stream:
