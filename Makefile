@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test install install-test lint typecheck bench lock clean
+.PHONY: run test install install-test install-bench lint typecheck bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,15 @@ $(VENV)/.installed-test: $(VENV)/.installed requirements/test.lock
 	$(PIP) install --require-hashes -r requirements/build.lock -r requirements/test.lock
 	@touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed-test requirements/bench.lock
+	$(PIP) install --require-hashes -r requirements/build.lock -r requirements/bench.lock
+	@touch $@
+
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
+
+install-bench: $(VENV)/.installed-bench
 
 run: install
 	$(BIN)/relaygate serve
@@ -38,7 +44,7 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
-bench: install-test
+bench: install-bench
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # Regenerate the hashed lock files after changing dependencies in pyproject.toml.
@@ -46,6 +52,7 @@ lock:
 	$(PIP) install pip-tools
 	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe -o requirements/runtime.lock pyproject.toml
 	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --extra test -o requirements/test.lock pyproject.toml
+	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --extra test --extra bench -o requirements/bench.lock pyproject.toml
 	$(BIN)/pip-compile -q --generate-hashes --allow-unsafe -o requirements/build.lock requirements/build.in
 
 clean:

@@ -1,10 +1,13 @@
-"""matplotlib for the benchmark charts, when it is installed (it is not a dependency)."""
+"""matplotlib for the benchmark charts: the `bench` extra, which `make bench` installs.
+
+It is not a dependency of the gateway or of its tests; where it is missing, a chart is skipped
+with a message."""
 
 from __future__ import annotations
 
 from typing import Any
 
-MISSING = "matplotlib is not installed: chart skipped (pip install matplotlib to draw it)"
+MISSING = "matplotlib is not installed: chart skipped (`make install-bench` adds it)"
 
 
 def pyplot() -> Any | None:
