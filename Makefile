@@ -47,13 +47,16 @@ typecheck: install-test
 bench: install-bench
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-# Regenerate the hashed lock files after changing dependencies in pyproject.toml.
+# Regenerate the hashed lock files after changing dependencies in pyproject.toml or requirements/*.in.
+# The bench lock is compiled against the test lock (`-c test.lock` in bench.in): regenerate it after it.
+# A local pip configuration's index URLs and wheel folders are not written into the locks.
+LOCK_FLAGS := --generate-hashes --no-emit-index-url --no-emit-find-links
 lock:
 	$(PIP) install pip-tools
-	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe -o requirements/runtime.lock pyproject.toml
-	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --extra test -o requirements/test.lock pyproject.toml
-	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --extra test --extra bench -o requirements/bench.lock pyproject.toml
-	$(BIN)/pip-compile -q --generate-hashes --allow-unsafe -o requirements/build.lock requirements/build.in
+	$(BIN)/pip-compile -q $(LOCK_FLAGS) --strip-extras --allow-unsafe -o requirements/runtime.lock pyproject.toml
+	$(BIN)/pip-compile -q $(LOCK_FLAGS) --strip-extras --allow-unsafe --extra test -o requirements/test.lock pyproject.toml
+	$(BIN)/pip-compile -q $(LOCK_FLAGS) --allow-unsafe -o requirements/bench.lock requirements/bench.in
+	$(BIN)/pip-compile -q $(LOCK_FLAGS) --allow-unsafe -o requirements/build.lock requirements/build.in
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""matplotlib for the benchmark charts: the `bench` extra, which `make bench` installs.
+"""matplotlib for the benchmark charts: `requirements/bench.lock`, which `make bench` installs.
 
 It is not a dependency of the gateway or of its tests; where it is missing, a chart is skipped
 with a message."""
