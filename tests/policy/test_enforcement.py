@@ -14,6 +14,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +317,32 @@ def test_revoked_key_stops_working(gw: RunningGateway, admin: Admin) -> None:
     client = _client(gw, key["key"])
     _chat(client)
     admin.call("POST", f"/tenants/{tenant}/keys/{key['id']}/revoke", {})
+    with pytest.raises(openai.AuthenticationError):
+        _chat(client)
+
+
+def test_a_changed_allowlist_applies_to_the_next_request(gw: RunningGateway, admin: Admin) -> None:
+    # The route a key resolves to is remembered per policy snapshot: a change must replace it.
+    tenant = admin.tenant()
+    key = admin.key(tenant, allowed_models=["fast", "smart"])
+    client = _client(gw, key["key"])
+    assert _chat(client, "smart").choices[0].message.content
+    admin.call("PATCH", f"/tenants/{tenant}/keys/{key['id']}", {"allowed_models": ["fast"]})
+    with pytest.raises(openai.NotFoundError):
+        _chat(client, "smart")
+    admin.call("PATCH", f"/tenants/{tenant}/keys/{key['id']}", {"allowed_models": None})
+    assert _chat(client, "smart").choices[0].message.content
+
+
+def test_a_key_stops_working_the_moment_it_expires(gw: RunningGateway, admin: Admin) -> None:
+    # No policy change happens at expiry, so the remembered principal must not outlive it.
+    tenant = admin.tenant()
+    expires = datetime.now(UTC) + timedelta(seconds=2)
+    key = admin.key(tenant, expires_at=expires.isoformat())
+    client = _client(gw, key["key"])
+    assert _chat(client).choices[0].message.content
+    assert _chat(client).choices[0].message.content
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.2)
     with pytest.raises(openai.AuthenticationError):
         _chat(client)
 

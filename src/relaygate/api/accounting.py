@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -43,17 +43,29 @@ async def admit(request: Request) -> tuple[Gateway, Principal, JSON]:
 
 def resolve(
     gw: Gateway, principal: Principal, model: str, needs: frozenset[Capability]
-) -> tuple[Route, list[Deployment]]:
+) -> tuple[Route, Sequence[Deployment]]:
     """The route named `model` and its deployments able to serve `needs`; 404 or 400 otherwise.
 
-    A model outside the caller's allowlist is the same 404 as an unknown one.
+    A model outside the caller's allowlist is the same 404 as an unknown one. The answer
+    depends only on the policy snapshot and the catalog, so it is kept in the snapshot's memo
+    (a refusal is not kept).
     """
+    snapshot = gw.policy
+    return snapshot.memo.get(
+        ("route", principal.tenant_id, principal.key_id, model, needs),
+        lambda: _resolve(gw, principal, model, needs),
+    )
+
+
+def _resolve(
+    gw: Gateway, principal: Principal, model: str, needs: frozenset[Capability]
+) -> tuple[Route, tuple[Deployment, ...]]:
     route = gw.catalog.resolve(model)
     allowed = allowed_models(gw.policy.tenant(principal.tenant_id), principal.key)
     if route is None or (allowed is not None and model not in allowed):
         raise model_not_found(model)
     if route.classify is not None:
-        return route, []  # the handler classifies the prompt, then resolves the chosen route
+        return route, ()  # the handler classifies the prompt, then resolves the chosen route
     deployments = route.supporting(needs)
     if not deployments:
         missing = sorted(needs - route.capabilities) or sorted(needs)
@@ -62,7 +74,7 @@ def resolve(
             param="model",
             code="unsupported_capability",
         )
-    return route, list(deployments)
+    return route, deployments
 
 
 @dataclass(slots=True)
@@ -114,7 +126,7 @@ class RequestLedger:
     def route_plan(
         self,
         route: Route,
-        deployments: list[Deployment],
+        deployments: Sequence[Deployment],
         max_output_tokens: int | None,
         count_prompt: Callable[[], int],
         size_hint: int,
@@ -140,14 +152,14 @@ class RequestLedger:
         self,
         principal: Principal,
         route: Route,
-        deployments: list[Deployment],
+        deployments: Sequence[Deployment],
         needs: frozenset[Capability],
         max_output_tokens: int | None,
         count_prompt: Callable[[], int],
-    ) -> list[Deployment]:
+    ) -> Sequence[Deployment]:
         """Apply limits and budgets; returns the deployments to call (maybe a cheaper route's)."""
 
-        def resolve_downgrade(name: str) -> tuple[Route, list[Deployment]] | None:
+        def resolve_downgrade(name: str) -> tuple[Route, Sequence[Deployment]] | None:
             try:
                 return resolve(self.gw, principal, name, needs)
             except Exception:

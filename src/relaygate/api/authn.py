@@ -17,11 +17,17 @@ from relaygate.auth.hmac_signing import is_signed, verify_signed_request
 from relaygate.auth.jwt_tokens import looks_like_jwt, verify_jwt
 from relaygate.errors import GatewayError
 from relaygate.jobs.inprocess import PRINCIPAL_STATE
-from relaygate.policy.principal import Principal
+from relaygate.policy.principal import AuthMethod, Principal
+from relaygate.policy.snapshot import KeyPolicy, PolicySnapshot
 from relaygate.state import Gateway
 from relaygate.vault.scope import RequestScope, set_scope
 
 log = logging.getLogger("relaygate.auth")
+
+
+def _of_key(snapshot: PolicySnapshot, key: KeyPolicy, via: AuthMethod) -> Principal:
+    """The principal of an active key, made once per policy snapshot (policy/memo.py)."""
+    return snapshot.memo.get(("principal", key.key_id, via), lambda: Principal.of_key(key, via))
 
 
 async def _principal(request: Request, gw: Gateway, body: bytes) -> Principal:
@@ -40,7 +46,7 @@ async def _principal(request: Request, gw: Gateway, body: bytes) -> Principal:
         key = snapshot.keys_by_id.get(key_id)
         if key is None:
             raise AuthFailed("signed by a key that is no longer active")
-        principal = Principal.of_key(key, "hmac")
+        principal = _of_key(snapshot, key, "hmac")
     else:
         presented = presented_key(request.headers)
         if presented is None:
@@ -60,7 +66,7 @@ async def _principal(request: Request, gw: Gateway, body: bytes) -> Principal:
             raise AuthFailed("unknown or revoked key")
         if found.require_signature and found.kind == "tenant":
             raise AuthFailed("this key only accepts signed requests")
-        principal = Principal.of_key(found, "bearer")
+        principal = _of_key(snapshot, found, "bearer")
     assert principal.key is not None
     if principal.key.expired(now):
         raise AuthFailed("expired key")

@@ -53,7 +53,7 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
         chosen = route.classify.complex if complexity == "complex" else route.classify.simple
         target = gw.catalog.resolve(chosen)
         assert target is not None  # checked when the configuration was loaded
-        route, deployments = target, list(target.supporting(spec.needs))
+        route, deployments = target, target.supporting(spec.needs)
         if not deployments:
             raise bad_request(
                 f"model '{spec.model}' chose '{chosen}' for this prompt, which does not support"

@@ -32,7 +32,7 @@ from relaygate.usage.cost import Usage, cost_usd
 
 log = logging.getLogger("relaygate.policy")
 
-Resolver = Callable[[str], tuple[Route, list[Deployment]] | None]
+Resolver = Callable[[str], tuple[Route, Sequence[Deployment]] | None]
 
 
 @dataclass(slots=True)
@@ -120,12 +120,12 @@ async def admit(
     principal: Principal,
     *,
     route: Route,
-    deployments: list[Deployment],
+    deployments: Sequence[Deployment],
     end_user: str | None,
     max_output_tokens: int | None,
     count_prompt: Callable[[], int],
     resolve: Resolver,
-) -> tuple[Route, list[Deployment], Admission]:
+) -> tuple[Route, Sequence[Deployment], Admission]:
     """Check limits and budgets for one request; the route may change (soft-cap downgrade)."""
     tenant = gw.policy.tenant(principal.tenant_id)
     subjects = subjects_for(principal, tenant, end_user)
@@ -195,10 +195,10 @@ def _soft_caps(
     gw: Gateway,
     verdict: BudgetDecision,
     route: Route,
-    deployments: list[Deployment],
+    deployments: Sequence[Deployment],
     admission: Admission,
     resolve: Resolver,
-) -> tuple[Route, list[Deployment]]:
+) -> tuple[Route, Sequence[Deployment]]:
     for charge in verdict.soft_exceeded:
         gw.alerts.soft_cap(charge)
         target = charge.rule.downgrade_to

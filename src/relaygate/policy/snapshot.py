@@ -16,6 +16,7 @@ from relaygate.auth.jwt_tokens import JwtIssuer
 from relaygate.auth.keys import hash_key
 from relaygate.budgets import BudgetRule
 from relaygate.limits import Limit
+from relaygate.policy.memo import SnapshotMemo
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,8 @@ class PolicySnapshot:
     keys_by_id: Mapping[str, KeyPolicy] = field(default_factory=dict)
     tenants: Mapping[str, TenantPolicy] = field(default_factory=dict)
     issuers: Mapping[str, JwtIssuer] = field(default_factory=dict)
+    # Principals and routes worked out from this snapshot (policy/memo.py); new with every load.
+    memo: SnapshotMemo = field(default_factory=SnapshotMemo, compare=False, repr=False)
 
     def key_for(self, presented: str) -> KeyPolicy | None:
         """The active key whose hash matches `presented` (constant-time compare of the hash)."""

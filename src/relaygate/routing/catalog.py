@@ -7,7 +7,7 @@ bare model name when exactly one provider declares it and no route shadows it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from relaygate.config.schema import Capability, ClassifyConfig, GatewayConfig, ModelConfig
 from relaygate.providers.base import Provider
@@ -19,6 +19,11 @@ class Deployment:
 
     provider: Provider
     model: ModelConfig
+    # "provider/model", the name breakers and statistics know it by: made once, read per request.
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.provider.config.name}/{self.model.name}")
 
     @property
     def provider_name(self) -> str:

@@ -23,7 +23,7 @@ EXPECTED_OUTPUT_TOKENS = 256  # when the request sets no max_tokens
 
 def key_of(deployment: Deployment) -> str:
     """The name breakers and statistics know a deployment by."""
-    return f"{deployment.provider_name}/{deployment.model.name}"
+    return deployment.key
 
 
 @dataclass(frozen=True, slots=True)
