@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
+from relaygate.api.accounting import resolve
+from relaygate.config.schema import ModelConfig
+from relaygate.errors import GatewayError
 from relaygate.policy.memo import SnapshotMemo
-from relaygate.policy.snapshot import PolicySnapshot
+from relaygate.policy.principal import Principal
+from relaygate.policy.snapshot import KeyPolicy, PolicySnapshot
+from relaygate.routing.catalog import Deployment, Route
 
 
 def test_a_value_is_made_once_per_key() -> None:
@@ -46,3 +54,42 @@ def test_every_snapshot_starts_with_its_own_memo() -> None:
     old, new = PolicySnapshot(version=1), PolicySnapshot(version=2)
     old.memo.get("k", lambda: "from the old snapshot")
     assert new.memo.get("k", lambda: "made anew") == "made anew"
+
+
+def _key(allowed: set[str]) -> KeyPolicy:
+    return KeyPolicy("k1", "hash", "acme", "live", "tenant", allowed_models=frozenset(allowed))
+
+
+def _gateway(snapshot: PolicySnapshot) -> Any:
+    provider = SimpleNamespace(config=SimpleNamespace(name="sim"))
+    routes = {
+        name: Route(name, (Deployment(provider, ModelConfig(name=name)),))
+        for name in ("fast", "smart")
+    }
+    return SimpleNamespace(policy=snapshot, catalog=SimpleNamespace(resolve=routes.get))
+
+
+def test_a_route_is_remembered_for_the_snapshot_it_was_resolved_in() -> None:
+    key = _key({"fast", "smart"})
+    gw = _gateway(PolicySnapshot(version=1, keys_by_id={"k1": key}))
+    principal = Principal.of_key(key, "bearer")
+    first, _ = resolve(gw, principal, "smart", frozenset())
+    again, _ = resolve(gw, principal, "smart", frozenset())
+    assert first is again and first.name == "smart"
+    gw.policy = PolicySnapshot(version=2, keys_by_id={"k1": _key({"fast"})})
+    with pytest.raises(GatewayError) as refused:
+        resolve(gw, Principal.of_key(gw.policy.keys_by_id["k1"], "bearer"), "smart", frozenset())
+    assert refused.value.status == 404
+
+
+def test_a_principal_from_an_older_snapshot_does_not_fill_the_new_memo() -> None:
+    # A reload can land while a signed request's signature is checked, or a job runs as the
+    # principal it was created with: its key's allowlist must not be remembered as the new one.
+    stale = Principal.of_key(_key({"fast", "smart"}), "hmac")
+    current = _key({"fast"})
+    gw = _gateway(PolicySnapshot(version=2, keys_by_id={"k1": current}))
+    route, _ = resolve(gw, stale, "smart", frozenset())  # as before: its own key decides
+    assert route.name == "smart"
+    with pytest.raises(GatewayError) as refused:
+        resolve(gw, Principal.of_key(current, "bearer"), "smart", frozenset())
+    assert refused.value.status == 404

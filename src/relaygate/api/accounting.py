@@ -51,6 +51,11 @@ def resolve(
     (a refusal is not kept).
     """
     snapshot = gw.policy
+    key = principal.key
+    if key is not None and snapshot.keys_by_id.get(key.key_id) is not key:
+        # The principal's key came from another snapshot (a reload during a signature check, a
+        # job started before it): its allowlist is not this snapshot's to remember.
+        return _resolve(gw, principal, model, needs)
     return snapshot.memo.get(
         ("route", principal.tenant_id, principal.key_id, model, needs),
         lambda: _resolve(gw, principal, model, needs),
