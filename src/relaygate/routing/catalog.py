@@ -62,7 +62,7 @@ class Catalog:
         for pc in config.providers:
             for model in pc.models:
                 dep = Deployment(providers[pc.name], model)
-                routes[f"{pc.name}/{model.name}"] = Route(f"{pc.name}/{model.name}", (dep,))
+                routes[dep.key] = Route(dep.key, (dep,))
                 bare.setdefault(model.name, []).append(dep)
         for rc in config.routes:
             deps: list[Deployment] = []

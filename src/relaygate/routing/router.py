@@ -23,7 +23,7 @@ from relaygate.errors import UpstreamError
 from relaygate.routing.breaker import Breakers, MemoryBreakers
 from relaygate.routing.catalog import Deployment
 from relaygate.routing.retry import RetryBudget, backoff_s
-from relaygate.routing.scorer import Features, Plan, key_of, score
+from relaygate.routing.scorer import Features, Plan, score
 from relaygate.routing.stats import DeploymentStats
 
 T = TypeVar("T")
@@ -87,7 +87,7 @@ class Router:
                 param="messages",
             )
         if "circuit_open" in reasons:
-            wait = min((self.breakers.cooling_for(key_of(d)) for d in deployments), default=1.0)
+            wait = min((self.breakers.cooling_for(d.key) for d in deployments), default=1.0)
             raise UpstreamError(
                 503,
                 f"every deployment of '{route}' is cooling down after failures",
@@ -170,7 +170,7 @@ class Router:
         """The next candidate from `start` (wrapping around) whose circuit lets a request in."""
         for offset in range(len(candidates)):
             deployment = candidates[(start + offset) % len(candidates)]
-            if self.breakers.allow(key_of(deployment)):
+            if self.breakers.allow(deployment.key):
                 return deployment
         return None
 
@@ -181,7 +181,7 @@ class Router:
         remaining: float,
         bucket: int,
     ) -> T:
-        name = key_of(deployment)
+        name = deployment.key
         limit = remaining
         if self.config.attempt_timeout_s is not None:
             limit = min(limit, self.config.attempt_timeout_s)

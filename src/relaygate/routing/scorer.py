@@ -21,11 +21,6 @@ from relaygate.routing.stats import LONG_BUCKET, DeploymentStats
 EXPECTED_OUTPUT_TOKENS = 256  # when the request sets no max_tokens
 
 
-def key_of(deployment: Deployment) -> str:
-    """The name breakers and statistics know a deployment by."""
-    return deployment.key
-
-
 @dataclass(frozen=True, slots=True)
 class Features:
     """What the router knows of a request before calling anyone."""
@@ -52,7 +47,7 @@ class Scored:
         """`provider/model=score(lat,err,price,head)`."""
         flag = ",slo" if self.slo_broken else ""
         return (
-            f"{key_of(self.deployment)}={self.score:.3f}(lat={self.latency:.2f},"
+            f"{self.deployment.key}={self.score:.3f}(lat={self.latency:.2f},"
             f"err={self.errors:.2f},price={self.price:.2f},head={self.headroom:.2f}{flag})"
         )
 
@@ -98,7 +93,7 @@ def score(
     skipped: dict[str, str] = {}
     fitting: list[tuple[int, Deployment, float, float]] = []
     for index, deployment in enumerate(deployments):
-        name = key_of(deployment)
+        name = deployment.key
         model = deployment.model
         output = features.max_output_tokens or 0
         usable = model.context_window * (1 - config.context_margin)
@@ -124,7 +119,7 @@ def score(
         weights = config.long_prompt_weights
     p95s = {}
     for _, deployment, _, _ in fitting:
-        name = key_of(deployment)
+        name = deployment.key
         p95 = stats.p95(name, features.bucket)
         # A deployment that has lately been slower than usual is expected to stay so for a while.
         p95s[name] = p95 * 2 ** stats.slowdown(name) if p95 else None
@@ -133,7 +128,7 @@ def score(
     cheapest = min(c for _, _, c, _ in fitting)
     scored = []
     for index, deployment, cost, headroom in fitting:
-        name = key_of(deployment)
+        name = deployment.key
         p95 = p95s[name]
         latency = math.log2(p95 / fastest) if p95 and fastest else 0.0
         errors, _ = stats.error_rate(name)
