@@ -52,8 +52,8 @@ def test_the_memo_is_bounded() -> None:
 
 def test_every_snapshot_starts_with_its_own_memo() -> None:
     old, new = PolicySnapshot(version=1), PolicySnapshot(version=2)
-    old.memo.get("k", lambda: "from the old snapshot")
-    assert new.memo.get("k", lambda: "made anew") == "made anew"
+    old.routes.get("k", lambda: "from the old snapshot")
+    assert new.routes.get("k", lambda: "made anew") == "made anew"
 
 
 def _key(allowed: set[str]) -> KeyPolicy:

@@ -56,8 +56,8 @@ def resolve(
         # The principal's key came from another snapshot (a reload during a signature check, a
         # job started before it): its allowlist is not this snapshot's to remember.
         return _resolve(gw, principal, model, needs)
-    return snapshot.memo.get(
-        ("route", principal.tenant_id, principal.key_id, model, needs),
+    return snapshot.routes.get(
+        (principal.tenant_id, principal.key_id, model, needs),
         lambda: _resolve(gw, principal, model, needs),
     )
 

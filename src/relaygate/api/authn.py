@@ -27,7 +27,7 @@ log = logging.getLogger("relaygate.auth")
 
 def _of_key(snapshot: PolicySnapshot, key: KeyPolicy, via: AuthMethod) -> Principal:
     """The principal of an active key, made once per policy snapshot (policy/memo.py)."""
-    return snapshot.memo.get(("principal", key.key_id, via), lambda: Principal.of_key(key, via))
+    return snapshot.principals.get((key.key_id, via), lambda: Principal.of_key(key, via))
 
 
 async def _principal(request: Request, gw: Gateway, body: bytes) -> Principal:

@@ -11,12 +11,18 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from relaygate.auth.jwt_tokens import JwtIssuer
 from relaygate.auth.keys import hash_key
 from relaygate.budgets import BudgetRule
 from relaygate.limits import Limit
 from relaygate.policy.memo import SnapshotMemo
+
+if TYPE_CHECKING:  # for annotations only: principal.py imports this module
+    from relaygate.config.schema import Capability
+    from relaygate.policy.principal import Principal
+    from relaygate.routing.catalog import Deployment, Route
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +80,15 @@ class PolicySnapshot:
     keys_by_id: Mapping[str, KeyPolicy] = field(default_factory=dict)
     tenants: Mapping[str, TenantPolicy] = field(default_factory=dict)
     issuers: Mapping[str, JwtIssuer] = field(default_factory=dict)
-    # Principals and routes worked out from this snapshot (policy/memo.py); new with every load.
-    memo: SnapshotMemo = field(default_factory=SnapshotMemo, compare=False, repr=False)
+    # Worked out from this snapshot on first use (policy/memo.py); new with every load.
+    # Principal per (key id, how it authenticated):
+    principals: SnapshotMemo[tuple[str, str], Principal] = field(
+        default_factory=SnapshotMemo, compare=False, repr=False
+    )
+    # Route and deployments per (tenant, key id, model name, capabilities needed):
+    routes: SnapshotMemo[
+        tuple[str, str, str, frozenset[Capability]], tuple[Route, tuple[Deployment, ...]]
+    ] = field(default_factory=SnapshotMemo, compare=False, repr=False)
 
     def key_for(self, presented: str) -> KeyPolicy | None:
         """The active key whose hash matches `presented` (constant-time compare of the hash)."""
