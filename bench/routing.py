@@ -13,13 +13,15 @@ replayed in virtual time against:
   backoff) in virtual time, with the `routing:` settings named under `routers` in the fleet file
   (`relaygate`: defaults but a 50-sample latency window; `relaygate-latency-first`: latency and
   errors weighted over price; `relaygate-long-fast`: defaults for short prompts, latency first
-  for long ones). The targets are checked for each of them.
+  for long ones; `relaygate-paced`: the defaults with a paced budget of $100 per hour, as a
+  tenant's budget with `pace: true` would be). The targets are checked for each of them.
 
 Each strategy runs with the same seeds; the report gives p50/p95 latency (all and long prompts),
 the error rate clients see, the total cost, and its variance across seeds, then checks the
 targets against the best single provider (the one with the lowest long-prompt p95).
 
     .venv/bin/python -m bench.routing [--seeds 200] [--first-seed 1] [--jobs N] [--no-chart]
+    .venv/bin/python -m bench.routing --pace 70,90,110   # also `paced-<usd>` profiles: a sweep
     .venv/bin/python -m bench.routing --classifier     # accuracy of the complexity classifier
 """
 
@@ -47,6 +49,7 @@ from bench.report import save_results
 from relaygate.config.schema import ModelConfig, ProviderConfig, RoutingConfig
 from relaygate.errors import UpstreamError
 from relaygate.routing.catalog import Deployment
+from relaygate.routing.pacing import price_scale
 from relaygate.routing.router import Router
 from relaygate.routing.scorer import Features
 from relaygate.routing.stats import bucket_of
@@ -203,15 +206,27 @@ def _deployment(provider: Provider) -> Deployment:
     return Deployment(_Named(), model)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One router under test: its `routing:` settings and, optionally, a paced budget in USD
+    per simulated hour (`paced_usd_per_hour` in the fleet file), spent as a tenant's paced
+    budget would be (docs/routing.md, "Budget pacing")."""
+
+    config: RoutingConfig
+    paced_usd_per_hour: float | None = None
+
+
 async def run_router(
-    providers: list[Provider], requests: list[Request], seed: int, config: RoutingConfig
+    providers: list[Provider], requests: list[Request], seed: int, profile: Profile, period_s: float
 ) -> list[Outcome]:
     """The real router on the simulated fleet, in virtual time."""
+    config = profile.config
     clock = VirtualClock()
     router = Router(config, clock=clock, sleep=clock.sleep, rng=random.Random(seed))
     deployments = [_deployment(p) for p in providers]
     by_name = {p.name: p for p in providers}
     outcomes = []
+    spent = 0.0
     for request in requests:
         clock.now = request.at
 
@@ -225,11 +240,18 @@ async def run_router(
                 raise UpstreamError(502, error, retryable=True)
             return provider.price(request)
 
-        features = Features(request.prompt, request.output, bucket_of(request.prompt))
+        scale = 1.0
+        if profile.paced_usd_per_hour is not None:
+            budget = profile.paced_usd_per_hour * period_s / 3600
+            scale = price_scale(spent, budget, request.at / period_s, config.pacing)
+        features = Features(
+            request.prompt, request.output, bucket_of(request.prompt), price_scale=scale
+        )
         try:
             plan = router.plan("fleet", deployments, features)
             cost, _ = await router.run(plan, call, request.at + config.deadline_s)
             outcomes.append(Outcome(clock.now - request.at, True, cost, request.long))
+            spent += cost
         except UpstreamError:
             outcomes.append(Outcome(clock.now - request.at, False, 0.0, request.long))
     return outcomes
@@ -256,11 +278,13 @@ def summarize(outcomes: list[Outcome]) -> dict[str, float]:
     }
 
 
-def _routers(fleet: dict[str, Any]) -> dict[str, RoutingConfig]:
-    return {
-        name: RoutingConfig.model_validate(settings)
-        for name, settings in fleet.get("routers", {"relaygate": {}}).items()
-    }
+def _routers(fleet: dict[str, Any]) -> dict[str, Profile]:
+    profiles = {}
+    for name, settings in fleet.get("routers", {"relaygate": {}}).items():
+        routing = {k: v for k, v in settings.items() if k != "paced_usd_per_hour"}
+        budget = settings.get("paced_usd_per_hour")
+        profiles[name] = Profile(RoutingConfig.model_validate(routing), budget)
+    return profiles
 
 
 def run_seed(fleet: dict[str, Any], seconds: float, seed: int) -> dict[str, dict[str, float]]:
@@ -285,8 +309,8 @@ def run_seed(fleet: dict[str, Any], seconds: float, seed: int) -> dict[str, dict
     found["cheapest-first"] = summarize(
         run_fixed(lambda _i, _r, ps=cheapest: ps, requests, attempts)
     )
-    for name, config in _routers(fleet).items():
-        outcome = asyncio.run(run_router(_providers(fleet, seed), requests, seed, config))
+    for name, profile in _routers(fleet).items():
+        outcome = asyncio.run(run_router(_providers(fleet, seed), requests, seed, profile, seconds))
         found[name] = summarize(outcome)
     return found
 
@@ -416,13 +440,23 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)"
     )
     parser.add_argument("--seconds", type=float, help="simulated time (default: the fleet file's)")
+    parser.add_argument(
+        "--fleet", type=Path, default=FLEET, help="fleet file (default: the one in the repo)"
+    )
+    parser.add_argument(
+        "--pace",
+        help="comma-separated USD per hour: add a `paced-<usd>` profile (defaults, 50 samples,"
+        " a paced budget of that size) for each",
+    )
     parser.add_argument("--no-chart", action="store_true")
     parser.add_argument("--classifier", action="store_true", help="only the classifier's accuracy")
     args = parser.parse_args(argv)
     if args.classifier:
         print(classifier_accuracy())
         return 0
-    fleet = json.loads(FLEET.read_text())
+    fleet = json.loads(args.fleet.read_text())
+    for usd in (float(v) for v in args.pace.split(",")) if args.pace else ():
+        fleet["routers"][f"paced-{usd:g}"] = {"latency_samples": 50, "paced_usd_per_hour": usd}
     started = time.perf_counter()
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     report = run_all(fleet, seeds, args.seconds or fleet["seconds"], args.jobs)

@@ -188,6 +188,23 @@ class RetrySettings(Strict):
     budget_min_per_s: float = Field(1.0, ge=0, description="retries always allowed per second")
 
 
+class PacingSettings(Strict):
+    """How strongly a paced budget steers routing towards or away from cheap deployments."""
+
+    gain: float = Field(
+        8.0, gt=0, description="doublings of the price weight per horizon of spend ahead of pace"
+    )
+    horizon: float = Field(
+        1 / 12,
+        gt=0,
+        le=1,
+        description="share of the budget's period whose spend counts as one horizon",
+    )
+    max_scale: float = Field(
+        64.0, ge=1, description="bound on the factor, both ways (64: between 1/64 and 64)"
+    )
+
+
 class RoutingConfig(Strict):
     """How a route's deployments are chosen, retried and cut off."""
 
@@ -199,6 +216,7 @@ class RoutingConfig(Strict):
         None,
         description="weights for prompts of 8,192 tokens or more (default: `weights`)",
     )
+    pacing: PacingSettings = PacingSettings()
     breaker: BreakerSettings = BreakerSettings()
     retry: RetrySettings = RetrySettings()
     context_margin: float = Field(

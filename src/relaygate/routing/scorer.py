@@ -29,6 +29,7 @@ class Features:
     max_output_tokens: int | None
     bucket: int
     cost_cap_usd: float | None = None
+    price_scale: float = 1.0  # budget pacing: above 1 ahead of pace, below 1 behind it
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,7 @@ def score(
         total = (
             weights.latency * latency
             + weights.errors * errors
-            + weights.price * price
+            + weights.price * features.price_scale * price
             - weights.headroom * headroom
             + weights.order * index
         )
