@@ -139,6 +139,39 @@ async def test_budget_validation(admin: AdminHarness) -> None:
     assert (await admin.ok("GET", "/tenants/acme/budgets"))["data"] == []
 
 
+async def test_a_budget_is_paced_only_when_asked_and_the_flag_can_change(
+    admin: AdminHarness,
+) -> None:
+    await admin.tenant("acme")
+    plain = await admin.ok(
+        "POST", "/tenants/acme/budgets", {"scope": "tenant", "period": "day", "limit_usd": 5}
+    )
+    assert plain["pace"] is False
+    paced = await admin.ok(
+        "POST",
+        "/tenants/acme/budgets",
+        {"scope": "tenant", "period": "month", "limit_usd": 100, "pace": True},
+    )
+    assert paced["pace"] is True
+    path = f"/tenants/acme/budgets/{paced['id']}"
+    assert (await admin.ok("GET", path))["pace"] is True
+    listed = (await admin.ok("GET", "/tenants/acme/budgets"))["data"]
+    assert [b["pace"] for b in listed] == [False, True]
+    # Other fields leave the flag alone; the flag alone changes it.
+    assert (await admin.ok("PATCH", path, {"limit_usd": 80}))["pace"] is True
+    unpaced = await admin.ok("PATCH", path, {"pace": False})
+    assert unpaced["pace"] is False and unpaced["limit_usd"] == 80
+    assert await admin.ok("GET", path) == unpaced
+    base = {"scope": "tenant", "period": "day", "limit_usd": 1}
+    for value in ("yes", 1, "true"):
+        error = await admin.error(400, "POST", "/tenants/acme/budgets", {**base, "pace": value})
+        assert error["param"] == "pace", (value, error)
+        error = await admin.error(400, "PATCH", path, {"pace": value})
+        assert error["param"] == "pace", (value, error)
+    assert (await admin.ok("GET", path))["pace"] is False
+    assert len((await admin.ok("GET", "/tenants/acme/budgets"))["data"]) == 2
+
+
 async def test_tenant_admins_manage_key_and_user_policies_but_not_the_ceiling(
     admin: AdminHarness,
 ) -> None:

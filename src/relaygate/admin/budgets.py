@@ -30,6 +30,7 @@ def budget_out(row: BudgetPolicy) -> BudgetOut:
         hard=row.hard,
         downgrade_to=row.downgrade_to,
         alert=row.alert,
+        pace=row.pace,
         created_at=row.created_at,
     )
 
@@ -68,6 +69,7 @@ async def create_budget(tenant_id: str, body: BudgetCreate, ctx: Ctx, caller: Ca
             hard=body.hard,
             downgrade_to=downgrade_to,
             alert=body.alert,
+            pace=body.pace,
             created_at=datetime.now(UTC),
         )
         session.add(row)
@@ -110,6 +112,8 @@ async def update_budget(
             row.hard = body.hard
         if body.alert is not None:
             row.alert = body.alert
+        if body.pace is not None:
+            row.pace = body.pace
         if "downgrade_to" in fields:
             row.downgrade_to = _known_route(ctx, body.downgrade_to)
         _soft_only(row.hard, row.downgrade_to)

@@ -217,6 +217,12 @@ class LimitOut(BaseModel):
     created_at: UtcDateTime
 
 
+PACE_HELP = (
+    "spend evenly over the period: routing favours cheaper deployments when ahead of pace, faster"
+    " ones when behind"
+)
+
+
 class BudgetCreate(Body):
     """A spend cap in USD per UTC day or month."""
 
@@ -227,6 +233,7 @@ class BudgetCreate(Body):
     hard: Flag = Field(True, description="true: refuse at the cap; false: alert and/or downgrade")
     downgrade_to: ModelName | None = Field(None, description="A route; soft budgets only")
     alert: Flag = False
+    pace: Flag = Field(False, description=PACE_HELP)
 
 
 class BudgetUpdate(Body):
@@ -236,6 +243,7 @@ class BudgetUpdate(Body):
     hard: Flag | None = None
     downgrade_to: ModelName | None = None
     alert: Flag | None = None
+    pace: Flag | None = Field(None, description=PACE_HELP)
 
 
 class BudgetOut(BaseModel):
@@ -250,6 +258,7 @@ class BudgetOut(BaseModel):
     hard: bool
     downgrade_to: str | None
     alert: bool
+    pace: bool
     created_at: UtcDateTime
 
 

@@ -145,7 +145,13 @@ class RequestLedger:
         smallest = min((d.model.context_window for d in deployments), default=0)
         near_window = size_hint * 2 + (max_output_tokens or 0) > smallest * 0.9
         prompt = count_prompt() if len(deployments) > 1 or near_window else size_hint
-        features = Features(prompt, max_output_tokens, bucket_of(prompt), cost_cap_usd)
+        features = Features(
+            prompt,
+            max_output_tokens,
+            bucket_of(prompt),
+            cost_cap_usd,
+            price_scale=self.admission.price_scale,
+        )
         try:
             self.plan = self.gw.router.plan(route.name, deployments, features, route.latency_slo_ms)
         except UpstreamError as exc:
@@ -199,7 +205,11 @@ class RequestLedger:
         if self.complexity is not None:
             headers["x-relaygate-complexity"] = self.complexity
         if self.plan is not None and self.gw.config.routing.debug_header:
-            headers["x-relaygate-route-debug"] = self.plan.describe()
+            debug = self.plan.describe()
+            scale = self.plan.features.price_scale
+            if scale != 1.0:  # a paced budget weighed price more (above 1) or less
+                debug = f"pace={scale:.3g}; {debug}"
+            headers["x-relaygate-route-debug"] = debug
         return headers
 
     def answer(self, result: JSON) -> AnswerThen:

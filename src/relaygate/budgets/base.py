@@ -44,7 +44,9 @@ class BudgetRule:
     """One budget as configured through the admin API.
 
     `subject` is the tenant id, a key id, an end-user id, or "*" for a "user" rule that applies
-    to each end user separately.
+    to each end user separately. `pace`: the budget is meant to be spent evenly over its period;
+    routing weighs price more while its spend runs ahead of that pace and less while it runs
+    behind (routing/pacing.py).
     """
 
     id: str
@@ -56,6 +58,7 @@ class BudgetRule:
     hard: bool
     downgrade_to: str | None = None
     alert: bool = False
+    pace: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from relaygate.budgets import (
     BudgetDecision,
+    Charge,
     LedgerUnavailable,
     Reservation,
     charges_for,
@@ -27,6 +28,7 @@ from relaygate.limits import refusal_message as limit_refusal
 from relaygate.policy.principal import Principal
 from relaygate.policy.snapshot import KeyPolicy, TenantPolicy
 from relaygate.routing.catalog import Deployment, Route
+from relaygate.routing.pacing import price_scale
 from relaygate.state import Gateway
 from relaygate.usage.cost import Usage, cost_usd
 
@@ -37,7 +39,11 @@ Resolver = Callable[[str], tuple[Route, Sequence[Deployment]] | None]
 
 @dataclass(slots=True)
 class Admission:
-    """What one request took from the limits and budgets, to be settled when it ends."""
+    """What one request took from the limits and budgets, to be settled when it ends.
+
+    `price_scale` is the factor for the price weight when the request is routed: above 1 while
+    a paced budget it counts against runs ahead of its pace, below 1 while it runs behind.
+    """
 
     lease: Lease | None = None
     reservation: Reservation | None = None
@@ -45,6 +51,7 @@ class Admission:
     prompt_tokens: int | None = None
     reserved_output_tokens: int = 0
     downgraded_from: str | None = None
+    price_scale: float = 1.0
     settled: bool = False
 
 
@@ -188,7 +195,29 @@ async def admit(
             )
         admission.reservation = verdict.reservation
         route, deployments = _soft_caps(gw, verdict, route, deployments, admission, resolve)
+        paced = [c for c in charges if c.rule.pace]
+        if paced:
+            admission.price_scale = await _pace(gw, paced, now)
     return route, deployments, admission
+
+
+async def _pace(gw: Gateway, charges: Sequence[Charge], now: datetime) -> float:
+    """The price-weight factor of the most pressed paced budget (spent and reserved, this
+    request's reservation included, against the share of its period gone); 1.0 if the ledger
+    cannot say: pacing is advice, and the request is already admitted."""
+    scale = 0.0
+    for charge in charges:
+        try:
+            spent, reserved = await gw.ledger.status(charge)
+        except LedgerUnavailable:
+            log.warning("budget %s: spend unavailable, not paced this request", charge.rule.id)
+            return 1.0
+        elapsed = (now - charge.period_start) / (charge.period_end - charge.period_start)
+        found = price_scale(
+            spent + reserved, charge.rule.limit_usd, elapsed, gw.config.routing.pacing
+        )
+        scale = max(scale, found)
+    return scale
 
 
 def _soft_caps(

@@ -124,6 +124,7 @@ async def load_snapshot(
                 hard=budget.hard,
                 downgrade_to=budget.downgrade_to,
                 alert=budget.alert,
+                pace=budget.pace,
             )
         )
     tenant_policies: dict[str, TenantPolicy] = {}

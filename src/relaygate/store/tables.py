@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -103,6 +104,7 @@ class BudgetPolicy(Base):
     hard: Mapped[bool] = mapped_column(Boolean, default=True)
     downgrade_to: Mapped[str | None] = mapped_column(String(128), nullable=True)
     alert: Mapped[bool] = mapped_column(Boolean, default=False)
+    pace: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
