@@ -215,11 +215,8 @@ def start_relaygate(
     """Start Relaygate (one worker, default features) in front of the two stubs;
     `server_yaml` adds lines to its `server:` section, `extra_yaml` whole sections, `extra_env`
     variables to its environment."""
-    port = free_port()
-    data_dir = workdir / "relaygate-data"
-    data_dir.mkdir(exist_ok=True)
-    config = workdir / "relaygate.yaml"
-    config.write_text(
+    return start_relaygate_with(
+        workdir,
         f"""server:
   workers: 1
 {server_yaml}providers:
@@ -238,8 +235,21 @@ def start_relaygate(
 routes:
   - {{name: fake-gpt, targets: [stub/fake-gpt]}}
   - {{name: fake-gpt-paced, targets: [stubpaced/fake-gpt-paced]}}
-{extra_yaml}"""
+{extra_yaml}""",
+        extra_env,
     )
+
+
+def start_relaygate_with(
+    workdir: Path, config_yaml: str, extra_env: Mapping[str, str] | None = None
+) -> tuple[Service, int, str]:
+    """Start Relaygate with the configuration `config_yaml` (providers' keys as `env:STUB_KEY`);
+    returns it, its port and the default tenant's key."""
+    port = free_port()
+    data_dir = workdir / "relaygate-data"
+    data_dir.mkdir(exist_ok=True)
+    config = workdir / "relaygate.yaml"
+    config.write_text(config_yaml)
     key = random_key()
     env = dict(os.environ)
     env.update(

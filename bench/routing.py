@@ -46,6 +46,7 @@ from typing import Any
 
 from bench.charts import MISSING, pyplot
 from bench.report import save_results
+from bench.virtual_time import run_virtual
 from relaygate.config.schema import ModelConfig, ProviderConfig, RoutingConfig
 from relaygate.errors import UpstreamError
 from relaygate.routing.catalog import Deployment
@@ -141,7 +142,8 @@ def workload(fleet: dict[str, Any], seconds: float, rng: random.Random) -> list[
         )
 
 
-def _providers(fleet: dict[str, Any], seed: int) -> list[Provider]:
+def fleet_providers(fleet: dict[str, Any], seed: int) -> list[Provider]:
+    """A fresh copy of the fleet for one strategy: episode phases and noise set by `seed`."""
     phases = random.Random(seed * 7919)
     return [
         Provider(
@@ -175,19 +177,6 @@ def run_fixed(
     return outcomes
 
 
-class VirtualClock:
-    """The router's clock: each request starts at its arrival time."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def _deployment(provider: Provider) -> Deployment:
     s = provider.spec
     model = ModelConfig(
@@ -216,24 +205,33 @@ class Profile:
     paced_usd_per_hour: float | None = None
 
 
-async def run_router(
+def run_router(
     providers: list[Provider], requests: list[Request], seed: int, profile: Profile, period_s: float
 ) -> list[Outcome]:
-    """The real router on the simulated fleet, in virtual time."""
+    """The real router on the simulated fleet, on a virtual clock (bench/virtual_time.py):
+    requests overlap as they would in real time, and the router learns how a call went only
+    when the call ends, as it does in the gateway."""
+    return run_virtual(_route_all(providers, requests, seed, profile, period_s))
+
+
+async def _route_all(
+    providers: list[Provider], requests: list[Request], seed: int, profile: Profile, period_s: float
+) -> list[Outcome]:
     config = profile.config
-    clock = VirtualClock()
-    router = Router(config, clock=clock, sleep=clock.sleep, rng=random.Random(seed))
+    loop = asyncio.get_running_loop()
+    router = Router(config, clock=loop.time, sleep=asyncio.sleep, rng=random.Random(seed))
     deployments = [_deployment(p) for p in providers]
     by_name = {p.name: p for p in providers}
-    outcomes = []
     spent = 0.0
-    for request in requests:
-        clock.now = request.at
 
-        async def call(deployment: Deployment, request: Request = request) -> float:
+    async def one(request: Request) -> Outcome:
+        nonlocal spent
+        await asyncio.sleep(request.at - loop.time())
+
+        async def call(deployment: Deployment) -> float:
             provider = by_name[deployment.provider_name]
-            seconds, error, retry_after = provider.call(clock.now, request)
-            clock.now += seconds
+            seconds, error, retry_after = provider.call(loop.time(), request)
+            await asyncio.sleep(seconds)
             if error == "rate_limited":
                 raise UpstreamError(429, "rate limited", retryable=True, retry_after=retry_after)
             if error is not None:
@@ -250,11 +248,12 @@ async def run_router(
         try:
             plan = router.plan("fleet", deployments, features)
             cost, _ = await router.run(plan, call, request.at + config.deadline_s)
-            outcomes.append(Outcome(clock.now - request.at, True, cost, request.long))
-            spent += cost
         except UpstreamError:
-            outcomes.append(Outcome(clock.now - request.at, False, 0.0, request.long))
-    return outcomes
+            return Outcome(loop.time() - request.at, False, 0.0, request.long)
+        spent += cost
+        return Outcome(loop.time() - request.at, True, cost, request.long)
+
+    return list(await asyncio.gather(*(one(r) for r in requests)))
 
 
 def _p(values: list[float], q: float) -> float:
@@ -278,7 +277,8 @@ def summarize(outcomes: list[Outcome]) -> dict[str, float]:
     }
 
 
-def _routers(fleet: dict[str, Any]) -> dict[str, Profile]:
+def router_profiles(fleet: dict[str, Any]) -> dict[str, Profile]:
+    """The router profiles under `routers` in the fleet file, by name."""
     profiles = {}
     for name, settings in fleet.get("routers", {"relaygate": {}}).items():
         routing = {k: v for k, v in settings.items() if k != "paced_usd_per_hour"}
@@ -293,11 +293,11 @@ def run_seed(fleet: dict[str, Any], seconds: float, seed: int) -> dict[str, dict
     found: dict[str, dict[str, float]] = {}
     requests = workload(fleet, seconds, random.Random(seed))
     for name in [p["name"] for p in fleet["providers"]]:
-        only = next(p for p in _providers(fleet, seed) if p.name == name)
+        only = next(p for p in fleet_providers(fleet, seed) if p.name == name)
         found[f"single:{name}"] = summarize(
             run_fixed(lambda _i, _r, only=only: [only], requests, attempts)
         )
-    rotation = _providers(fleet, seed)
+    rotation = fleet_providers(fleet, seed)
     found["round-robin"] = summarize(
         run_fixed(
             lambda i, _r, ps=rotation: [ps[(i + k) % len(ps)] for k in range(len(ps))],
@@ -305,24 +305,24 @@ def run_seed(fleet: dict[str, Any], seconds: float, seed: int) -> dict[str, dict
             attempts,
         )
     )
-    cheapest = sorted(_providers(fleet, seed), key=lambda p: p.spec["input_price"])
+    cheapest = sorted(fleet_providers(fleet, seed), key=lambda p: p.spec["input_price"])
     found["cheapest-first"] = summarize(
         run_fixed(lambda _i, _r, ps=cheapest: ps, requests, attempts)
     )
-    for name, profile in _routers(fleet).items():
-        outcome = asyncio.run(run_router(_providers(fleet, seed), requests, seed, profile, seconds))
+    for name, profile in router_profiles(fleet).items():
+        outcome = run_router(fleet_providers(fleet, seed), requests, seed, profile, seconds)
         found[name] = summarize(outcome)
     return found
 
 
-def _quiet_routing_logs() -> None:
+def quiet_routing_logs() -> None:
     logging.getLogger("relaygate.routing").setLevel(logging.ERROR)  # circuits open by design
 
 
 def run_all(fleet: dict[str, Any], seeds: range, seconds: float, jobs: int = 1) -> dict[str, Any]:
     """Every strategy on every seed (in `jobs` processes), the table and the targets."""
     per_strategy: dict[str, list[dict[str, float]]] = {}
-    with ProcessPoolExecutor(jobs, initializer=_quiet_routing_logs) as pool:
+    with ProcessPoolExecutor(jobs, initializer=quiet_routing_logs) as pool:
         for found in pool.map(partial(run_seed, fleet, seconds), seeds):
             for name, summary in found.items():
                 per_strategy.setdefault(name, []).append(summary)
@@ -338,7 +338,7 @@ def run_all(fleet: dict[str, Any], seeds: range, seconds: float, jobs: int = 1) 
     singles = {k: v for k, v in table.items() if k.startswith("single:")}
     viable = {k: v for k, v in singles.items() if v["error_rate"] < VIABLE_ERROR_RATE} or singles
     best = min(viable, key=lambda k: viable[k]["long_p95_s"])
-    targets = {name: _targets(table[name], table[best], best) for name in _routers(fleet)}
+    targets = {name: _targets(table[name], table[best], best) for name in router_profiles(fleet)}
     return {
         "seeds": [seeds.start, seeds.stop - 1],
         "seconds": seconds,
@@ -396,11 +396,12 @@ def chart(report: dict[str, Any], path: Path) -> str:
         return MISSING
     table = report["table"]
     names = list(table)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
     for ax, key, label in (
         (axes[0], "long_p95_s", "long-prompt p95 latency, s"),
         (axes[1], "error_rate", "client-visible error rate"),
         (axes[2], "cost_usd", "total cost, USD"),
+        (axes[3], "cost_stdev_usd", "cost stdev across seeds, USD"),
     ):
         colors = ["tab:green" if n.startswith("relaygate") else "tab:gray" for n in names]
         ax.bar(range(len(names)), [table[n][key] for n in names], color=colors)
