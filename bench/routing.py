@@ -13,7 +13,7 @@ replayed in virtual time against:
   backoff) in virtual time, with the `routing:` settings named under `routers` in the fleet file
   (`relaygate`: defaults but a 50-sample latency window; `relaygate-latency-first`: latency and
   errors weighted over price; `relaygate-long-fast`: defaults for short prompts, latency first
-  for long ones; `relaygate-paced`: the defaults with a paced budget of $100 per hour, as a
+  for long ones; `relaygate-paced`: the defaults with a paced budget of $120 per hour, as a
   tenant's budget with `pace: true` would be). The targets are checked for each of them.
 
 Each strategy runs with the same seeds; the report gives p50/p95 latency (all and long prompts),

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class _JumpingSelector(selectors.DefaultSelector):
@@ -40,7 +43,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         return self._virtual[0]
 
 
-def run_virtual(coro: Any) -> Any:
+def run_virtual(coro: Coroutine[Any, Any, T]) -> T:
     """Run `coro` to completion on a fresh virtual-time loop."""
     with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
         return runner.run(coro)
