@@ -52,6 +52,7 @@ from bench.routing import (
     summarize,
     workload,
 )
+from bench.stub import completion_body
 
 BEST_SINGLE = "borealis"  # the best single provider in every bench.routing run (docs)
 ROUTE = "fleet"
@@ -139,26 +140,7 @@ class FleetServer:
             return _error(503, "service_unavailable", {})
         if error is not None:
             return _error(500, "server_error", {})
-        return web.json_response(
-            {
-                "id": "chatcmpl-fleet",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "ok"},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt,
-                    "completion_tokens": output,
-                    "total_tokens": prompt + output,
-                },
-            }
-        )
+        return web.json_response(completion_body(body["model"], "ok", prompt, output))
 
 
 def _error(status: int, code: str, headers: dict[str, str]) -> web.Response:

@@ -20,7 +20,7 @@ import signal
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import httptools
 
@@ -40,8 +40,11 @@ class StubSettings:
     completion_tokens: int = 20
 
 
-def _completion(model: str, settings: StubSettings) -> bytes:
-    body = {
+def completion_body(
+    model: str, content: str, prompt_tokens: int, completion_tokens: int
+) -> dict[str, Any]:
+    """An OpenAI chat completion answering `content`, with its usage."""
+    return {
         "id": "chatcmpl-bench",
         "object": "chat.completion",
         "created": int(time.time()),
@@ -49,16 +52,21 @@ def _completion(model: str, settings: StubSettings) -> bytes:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "hello " * settings.completion_tokens},
+                "message": {"role": "assistant", "content": content},
                 "finish_reason": "stop",
             }
         ],
         "usage": {
-            "prompt_tokens": 12,
-            "completion_tokens": settings.completion_tokens,
-            "total_tokens": 12 + settings.completion_tokens,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+def _completion(model: str, settings: StubSettings) -> bytes:
+    tokens = settings.completion_tokens
+    body = completion_body(model, "hello " * tokens, 12, tokens)
     return json.dumps(body, separators=(",", ":")).encode()
 
 
