@@ -51,7 +51,7 @@ async def _transit(iterations: int, url: str) -> tuple[float, float]:
 
 
 async def _aws(iterations: int) -> tuple[float, float]:
-    import boto3
+    import boto3  # type: ignore[import-untyped]
     from moto import mock_aws
 
     from relaygate.vault.kms.aws import AwsKmsKEK

@@ -88,11 +88,11 @@ class Provider:
 
     def _episode(self, t: float) -> bool:
         ep = self.spec["episodes"]
-        return (t + self.phase) % ep["every_s"] < ep["length_s"]
+        return bool((t + self.phase) % ep["every_s"] < ep["length_s"])
 
     def price(self, request: Request) -> float:
         s = self.spec
-        return (request.prompt * s["input_price"] + request.output * s["output_price"]) / 1e6
+        return float(request.prompt * s["input_price"] + request.output * s["output_price"]) / 1e6
 
     def call(self, t: float, request: Request) -> tuple[float, str | None, float | None]:
         """(seconds, error kind or None, retry-after) of one call made at time `t`."""
@@ -130,7 +130,8 @@ class Outcome:
 
 def workload(fleet: dict[str, Any], seconds: float, rng: random.Random) -> list[Request]:
     """Poisson arrivals; short and long prompts; output sizes."""
-    out, t = [], 0.0
+    out: list[Request] = []
+    t = 0.0
     while True:
         t += rng.expovariate(fleet["requests_per_s"])
         if t >= seconds:
@@ -287,6 +288,17 @@ def router_profiles(fleet: dict[str, Any]) -> dict[str, Profile]:
     return profiles
 
 
+def _always(order: list[Provider]) -> Callable[[int, Request], list[Provider]]:
+    """The same providers in the same order for every request."""
+    return lambda _index, _request: order
+
+
+def _in_turn(providers: list[Provider]) -> Callable[[int, Request], list[Provider]]:
+    """Round-robin: request i starts at provider i mod n, then the next ones in turn."""
+    n = len(providers)
+    return lambda index, _request: [providers[(index + k) % n] for k in range(n)]
+
+
 def run_seed(fleet: dict[str, Any], seconds: float, seed: int) -> dict[str, dict[str, float]]:
     """Every strategy on one seed's workload and fleet: strategy name -> summary."""
     attempts = 1 + int(fleet["client_retries"])
@@ -294,21 +306,11 @@ def run_seed(fleet: dict[str, Any], seconds: float, seed: int) -> dict[str, dict
     requests = workload(fleet, seconds, random.Random(seed))
     for name in [p["name"] for p in fleet["providers"]]:
         only = next(p for p in fleet_providers(fleet, seed) if p.name == name)
-        found[f"single:{name}"] = summarize(
-            run_fixed(lambda _i, _r, only=only: [only], requests, attempts)
-        )
+        found[f"single:{name}"] = summarize(run_fixed(_always([only]), requests, attempts))
     rotation = fleet_providers(fleet, seed)
-    found["round-robin"] = summarize(
-        run_fixed(
-            lambda i, _r, ps=rotation: [ps[(i + k) % len(ps)] for k in range(len(ps))],
-            requests,
-            attempts,
-        )
-    )
+    found["round-robin"] = summarize(run_fixed(_in_turn(rotation), requests, attempts))
     cheapest = sorted(fleet_providers(fleet, seed), key=lambda p: p.spec["input_price"])
-    found["cheapest-first"] = summarize(
-        run_fixed(lambda _i, _r, ps=cheapest: ps, requests, attempts)
-    )
+    found["cheapest-first"] = summarize(run_fixed(_always(cheapest), requests, attempts))
     for name, profile in router_profiles(fleet).items():
         outcome = run_router(fleet_providers(fleet, seed), requests, seed, profile, seconds)
         found[name] = summarize(outcome)

@@ -347,7 +347,9 @@ def table(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, res in results.items():
-        at100 = next((r for r in res.get("latency_nonstream", []) if r.get("rate") == 100.0), {})
+        at100: dict[str, Any] = next(
+            (r for r in res.get("latency_nonstream", []) if r.get("rate") == 100.0), {}
+        )
         added = summary.get(name, {})
         peak = max(
             res["throughput_nonstream"].get("rss_peak_mib", 0.0),

@@ -27,7 +27,7 @@ import httptools
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop ships with the gateway's runtime deps
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
