@@ -288,7 +288,7 @@ def router_profiles(fleet: dict[str, Any]) -> dict[str, Profile]:
     return profiles
 
 
-def _always(order: list[Provider]) -> Callable[[int, Request], list[Provider]]:
+def always(order: list[Provider]) -> Callable[[int, Request], list[Provider]]:
     """The same providers in the same order for every request."""
     return lambda _index, _request: order
 
@@ -306,11 +306,11 @@ def run_seed(fleet: dict[str, Any], seconds: float, seed: int) -> dict[str, dict
     requests = workload(fleet, seconds, random.Random(seed))
     for name in [p["name"] for p in fleet["providers"]]:
         only = next(p for p in fleet_providers(fleet, seed) if p.name == name)
-        found[f"single:{name}"] = summarize(run_fixed(_always([only]), requests, attempts))
+        found[f"single:{name}"] = summarize(run_fixed(always([only]), requests, attempts))
     rotation = fleet_providers(fleet, seed)
     found["round-robin"] = summarize(run_fixed(_in_turn(rotation), requests, attempts))
     cheapest = sorted(fleet_providers(fleet, seed), key=lambda p: p.spec["input_price"])
-    found["cheapest-first"] = summarize(run_fixed(_always(cheapest), requests, attempts))
+    found["cheapest-first"] = summarize(run_fixed(always(cheapest), requests, attempts))
     for name, profile in router_profiles(fleet).items():
         outcome = run_router(fleet_providers(fleet, seed), requests, seed, profile, seconds)
         found[name] = summarize(outcome)

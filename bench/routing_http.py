@@ -44,6 +44,7 @@ from bench.routing import (
     Outcome,
     Provider,
     Request,
+    always,
     fleet_providers,
     quiet_routing_logs,
     router_profiles,
@@ -53,29 +54,30 @@ from bench.routing import (
     workload,
 )
 from bench.stub import completion_body
+from relaygate.config.schema import RoutingConfig
 
 BEST_SINGLE = "borealis"  # the best single provider in every bench.routing run (docs)
 ROUTE = "fleet"
-# Routing settings measured in seconds (or per second), scaled with the fleet's clock.
-SECONDS = ("latency_max_age_s", "slowdown_half_life_s", "deadline_s")
-BREAKER_SECONDS = ("window_s", "cooldown_s", "max_cooldown_s")
-RETRY_MS = ("backoff_base_ms", "backoff_max_ms")
 
 
 def scaled_routing(settings: dict[str, Any], speedup: float) -> dict[str, Any]:
-    """The `routing:` section of the gateway: the fleet file's settings, every duration divided
-    by `speedup` (defaults included) and the retry budget's per-second floor multiplied by it."""
-    from relaygate.config.schema import RoutingConfig
+    """The `routing:` section of the gateway: the fleet file's settings (defaults included) on
+    the fleet's clock. The config names its units: a setting ending in `_per_s` is a rate and
+    is multiplied by `speedup`, one ending in `_s` or `_ms` a duration and is divided by it."""
+    return _scaled(RoutingConfig.model_validate(settings).model_dump(mode="json"), speedup)
 
-    config = RoutingConfig.model_validate(settings).model_dump(mode="json")
-    for name in SECONDS:
-        config[name] = config[name] / speedup
-    for name in BREAKER_SECONDS:
-        config["breaker"][name] = config["breaker"][name] / speedup
-    for name in RETRY_MS:
-        config["retry"][name] = config["retry"][name] / speedup
-    config["retry"]["budget_min_per_s"] = config["retry"]["budget_min_per_s"] * speedup
-    return config
+
+def _scaled(section: dict[str, Any], speedup: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in section.items():
+        if isinstance(value, dict):
+            value = _scaled(value, speedup)
+        elif value is not None and name.endswith("_per_s"):
+            value = value * speedup
+        elif value is not None and name.endswith(("_s", "_ms")):
+            value = value / speedup
+        out[name] = value
+    return out
 
 
 def gateway_yaml(fleet: dict[str, Any], upstream: str, speedup: float) -> str:
@@ -109,9 +111,15 @@ def gateway_yaml(fleet: dict[str, Any], upstream: str, speedup: float) -> str:
     return json.dumps(config, indent=2)
 
 
-def prompt_text(tokens: int) -> str:
-    """A prompt of about `tokens` tokens that tells the fleet server its size."""
-    return f"{tokens}" + " the" * max(0, tokens - 1)
+def chat_body(model: str, request: Request) -> dict[str, Any]:
+    """The chat request for `request`: a prompt of about its size in tokens whose first word
+    tells the fleet server that size."""
+    text = f"{request.prompt}" + " the" * max(0, request.prompt - 1)
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": request.output,
+    }
 
 
 class FleetServer:
@@ -176,31 +184,23 @@ async def replay(
         started = time.monotonic()
 
         async def via_gateway(request: Request) -> None:
-            body = {
-                "model": ROUTE,
-                "messages": [{"role": "user", "content": prompt_text(request.prompt)}],
-                "max_tokens": request.output,
-            }
             begun = time.monotonic()
             status, headers = await _post(
                 session,
                 f"{gateway}/v1/chat/completions",
-                body,
+                chat_body(ROUTE, request),
                 {"Authorization": f"Bearer {key}"},
             )
             seconds = (time.monotonic() - begun) * speedup
             cost = 0.0
             if status == 200:
-                answered_by[headers["x-relaygate-provider"]] += 1
-                cost = by_name[headers["x-relaygate-provider"]].price(request)
+                provider = headers["x-relaygate-provider"]
+                answered_by[provider] += 1
+                cost = by_name[provider].price(request)
             results["relaygate"].append(Outcome(seconds, status == 200, cost, request.long))
 
         async def direct(request: Request) -> None:
-            body = {
-                "model": best.spec["model"],
-                "messages": [{"role": "user", "content": prompt_text(request.prompt)}],
-                "max_tokens": request.output,
-            }
+            body = chat_body(best.spec["model"], request)
             url = f"{upstream}/single/{BEST_SINGLE}/v1/chat/completions"
             begun = time.monotonic()
             status, headers = await _post(session, url, body, {})
@@ -225,9 +225,11 @@ async def replay(
     return results, dict(answered_by)
 
 
-async def run(seed: int, speedup: float, seconds: float) -> dict[str, Any]:
-    """One seed through the gateway; the same seed in virtual time beside it."""
+async def run(seed: int, speedup: float, seconds: float | None = None) -> dict[str, Any]:
+    """One seed through the gateway (`seconds` of fleet time, the fleet file's by default);
+    the same seed in virtual time beside it."""
     fleet = json.loads(FLEET.read_text())
+    seconds = seconds or float(fleet["seconds"])
     requests = workload(fleet, seconds, random.Random(seed))
     fleets = {"relaygate": fleet_providers(fleet, seed), "single": fleet_providers(fleet, seed)}
     server = FleetServer(fleets, speedup)
@@ -270,9 +272,7 @@ async def run(seed: int, speedup: float, seconds: float) -> dict[str, Any]:
         "http_answered_by": answered_by,
         "virtual": {
             "relaygate": summarize(virtual),
-            f"single:{BEST_SINGLE}": summarize(
-                run_fixed(lambda _i, _r: [single], requests, attempts)
-            ),
+            f"single:{BEST_SINGLE}": summarize(run_fixed(always([single]), requests, attempts)),
         },
     }
 
@@ -299,9 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speedup", type=float, default=12.0, help="fleet seconds per second")
     parser.add_argument("--seconds", type=float, help="fleet time (default: the fleet file's)")
     args = parser.parse_args(argv)
-    fleet = json.loads(FLEET.read_text())
     started = time.perf_counter()
-    report = asyncio.run(run(args.seed, args.speedup, args.seconds or fleet["seconds"]))
+    report = asyncio.run(run(args.seed, args.speedup, args.seconds))
     print(markdown(report))
     print(f"answers through the gateway by provider: {report['http_answered_by']}")
     print(f"({time.perf_counter() - started:.1f} s)")
