@@ -5,10 +5,11 @@ that the gateway as deployed routes the same way: a real Relaygate process, conf
 simulated fleet's three providers (`bench/routing_data/fleet.json`, prices and context windows as
 there) behind one route, in front of an HTTP server that plays the fleet (latency by prompt size,
 noise, errors, 429 + Retry-After, degradation episodes, the outage) in real time compressed by
-`--speedup` (12: the fleet's hour in five minutes). The router's time-based settings (breaker
-window and cooldowns, sample age, slowdown half-life, backoff, retry budget, deadline) and the
-providers' Retry-After are divided by the same factor, so the run is the hour of `bench.routing`
-played faster. Latencies are reported in fleet seconds (measured x speedup).
+`--speedup` (12: the fleet's hour in five minutes). Every routing setting in seconds (breaker
+window and cooldowns, sample age, slowdown half-life, backoff, deadline, attempt timeout) and
+the providers' Retry-After are divided by the same factor, and the retry budget's per-second
+floor multiplied by it, so the run is the hour of `bench.routing` played faster. Latencies
+are reported in fleet seconds (measured x speedup).
 
 Strategies, each against its own copy of the fleet (rate limits and episodes are per copy):
 `single:<best>` (the best single provider of `bench.routing`, called directly, the client
