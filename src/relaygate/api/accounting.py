@@ -278,7 +278,7 @@ async def call_routed(
         result, ledger.attempted = await unless_disconnected(
             request.scope,
             request.receive,
-            ledger.gw.router.run_bounded(ledger.plan, call, ledger.deadline),
+            ledger.gw.router.run_bounded(ledger.plan, call, ledger.deadline, ledger.request_id),
         )
     except ClientDisconnected:
         ledger.finish(usage_if_cancelled(), CLIENT_CLOSED, "cancelled")

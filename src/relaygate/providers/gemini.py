@@ -753,6 +753,8 @@ class GeminiProvider:
         # Google answers an invalid or expired key with 400 INVALID_ARGUMENT, not 401/403. That is
         # the gateway's misconfiguration, not the client's mistake, and another deployment may work.
         if exc.status == 400 and "API key" in exc.message:
+            if self.client.vault is not None:  # the tenant's own key (routing/outcome.py)
+                return self.client.tenant_refusal(403)
             return UpstreamError(
                 502,
                 f"provider {self.config.name!r} rejected the gateway's credentials",
