@@ -798,7 +798,12 @@ class GeminiProvider:
             data = None
         name = self.config.name
         if not isinstance(data, dict):
-            raise UpstreamError(502, f"provider {name!r} sent an invalid chunk", retryable=False)
+            raise UpstreamError(
+                502,
+                f"provider {name!r} sent an invalid chunk",
+                retryable=False,
+                code="upstream_error",
+            )
         if "error" in data:
             error = data["error"] if isinstance(data["error"], dict) else {}
             message = self.client.redact(str(error.get("message") or "stream error"))[:2000]

@@ -265,6 +265,7 @@ class UpstreamClient:
                     502,
                     f"provider {self.config.name!r} response exceeds {cap} bytes",
                     retryable=False,
+                    code="upstream_error",
                 )
             yield chunk
 

@@ -122,7 +122,10 @@ class OpenAICompatibleProvider:
                 chunk = orjson.loads(event.data)
             except orjson.JSONDecodeError:
                 raise UpstreamError(
-                    502, f"provider {name!r} sent an invalid chunk", retryable=False
+                    502,
+                    f"provider {name!r} sent an invalid chunk",
+                    retryable=False,
+                    code="upstream_error",
                 ) from None
             if isinstance(chunk, dict) and "error" in chunk:
                 error = chunk["error"] if isinstance(chunk["error"], dict) else {}
