@@ -472,6 +472,36 @@ class AdminIdentity(BaseModel):
     tenant_id: str | None
 
 
+class VaultSigningSecretIssue(Body):
+    """How long the key's previous vault signing secrets keep working."""
+
+    overlap_s: (
+        Annotated[
+            int,
+            Strict(),
+            Field(
+                ge=0,
+                le=7 * 86400,
+                description="Seconds the previous secrets keep signing (default: 3600 when a key"
+                " rotates its own, 0 when another key's is issued or replaced)",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class VaultSigningSecret(BaseModel):
+    """A new vault signing secret (base64url of 32 random bytes), shown in this answer only."""
+
+    object: Literal["vault.signing_secret"] = "vault.signing_secret"
+    key_id: str = Field(description="The admin key that signs with it")
+    signing_secret: str
+    issued_at: UtcDateTime
+    previous_valid_until: UtcDateTime | None = Field(
+        description="Until when the secrets it replaces keep working (null: there were none)"
+    )
+
+
 def _endpoint_url(value: str) -> str:
     from relaygate.webhooks.ssrf import check_url_shape
 
