@@ -215,6 +215,9 @@ async def whoami(caller: Caller) -> AdminIdentity:
     return AdminIdentity(key_id=caller.key_id, tenant_id=caller.tenant_id)
 
 
+DEFAULT_ISSUE = VaultSigningSecretIssue()
+
+
 async def _issue(
     ctx: AdminContext, caller: AdminPrincipal, key_id: str, overlap_s: int
 ) -> VaultSigningSecret:
@@ -263,9 +266,9 @@ async def _issue(
     " the previous one keeps working for overlap_s, default 1 h; the new one is shown once)",
 )
 async def rotate_own_signing_secret(
-    ctx: Ctx, caller: Signed, body: VaultSigningSecretIssue | None = None
+    ctx: Ctx, caller: Signed, body: VaultSigningSecretIssue = DEFAULT_ISSUE
 ) -> VaultSigningSecret:
-    overlap = body.overlap_s if body is not None and body.overlap_s is not None else 3600
+    overlap = body.overlap_s if body.overlap_s is not None else 3600
     return await _issue(ctx, caller, caller.key_id, overlap)
 
 
@@ -276,9 +279,9 @@ async def rotate_own_signing_secret(
     " overlap_s; shown once)",
 )
 async def issue_signing_secret(
-    key_id: str, ctx: Ctx, caller: Signed, body: VaultSigningSecretIssue | None = None
+    key_id: str, ctx: Ctx, caller: Signed, body: VaultSigningSecretIssue = DEFAULT_ISSUE
 ) -> VaultSigningSecret:
-    overlap = body.overlap_s if body is not None and body.overlap_s is not None else 0
+    overlap = body.overlap_s if body.overlap_s is not None else 0
     return await _issue(ctx, caller, key_id, overlap)
 
 
