@@ -194,6 +194,9 @@ def test_a_rotation_keeps_the_old_secret_for_its_overlap_then_says_why_it_is_ref
         assert error["code"] == "signing_secret_expired"
         assert "replaced and stopped working at" in error["message"] and key_id in error["message"]
         assert old not in refused.text and third not in refused.text
+    logs = gw.logs()
+    for secret in (first, second, third, ADMIN_SIGNING_SECRET):
+        assert secret not in logs
 
 
 def test_who_may_issue_a_first_secret(gw: RunningGateway) -> None:
