@@ -257,16 +257,23 @@ def test_every_failed_attempt_is_logged_counted_and_shown_on_the_endpoint(
     fresh = admin.call("GET", _path(endpoint))
     assert (fresh["delivered_count"], fresh["failed_count"], fresh["last_error"]) == (0, 0, None)
     create(gw, chat_job(callback_url=url))
-    _wait(lambda: admin.call("GET", _path(endpoint))["consecutive_failures"] == 2)
-    failing = admin.call("GET", _path(endpoint))
-    assert failing["last_error"] == "HTTP 500" and failing["last_failure_at"] is not None
-    assert failing["failing_since"] is not None
+    # Two 500s, then a delivery: the failures stay counted, the run of failures ends.
     _wait(lambda: admin.call("GET", _path(endpoint))["delivered_count"] == 1)
     healthy = admin.call("GET", _path(endpoint))
     assert healthy["consecutive_failures"] == 0 and healthy["failed_count"] == 2
     assert healthy["refused_count"] == 0 and healthy["failing_since"] is None
-    assert healthy["last_success_at"] >= healthy["last_failure_at"]
     assert healthy["last_error"] == "HTTP 500"  # the last failure stays readable
+    assert healthy["last_success_at"] >= healthy["last_failure_at"]
+    # A receiver that never accepts: the run of failures shows until the message is dead.
+    broken_url = base + f"/redirect/{uuid.uuid4().hex[:8]}"
+    broken = _post(gw, {"url": broken_url, "allow_private": LOOPBACK}).json()
+    create(gw, chat_job(callback_url=broken_url))
+    _wait(lambda: admin.call("GET", _path(broken))["consecutive_failures"] == 4)
+    failing = admin.call("GET", _path(broken))
+    assert failing["last_error"] == "redirect 302 not followed"
+    assert failing["failing_since"] is not None and failing["last_failure_at"] is not None
+    assert (failing["delivered_count"], failing["failed_count"]) == (0, 4)
+    assert failing["last_success_at"] is None
     listed = admin.call("GET", f"/tenants/{TENANT}/webhook-endpoints")["data"]
     assert [r["failed_count"] for r in listed if r["id"] == endpoint["id"]] == [2]
     warnings = [
