@@ -23,7 +23,7 @@ from relaygate.jobs.group_insert import GroupInsert
 from relaygate.jobs.model import FINISHED, JobRequest, not_found, view
 from relaygate.policy.principal import Principal
 from relaygate.store.paging import newest_first
-from relaygate.store.tables import Job, WebhookMessage
+from relaygate.store.tables import Job, WebhookEndpoint, WebhookMessage
 from relaygate.store.timestamps import utc
 
 
@@ -297,14 +297,22 @@ class JobStore:
             if done.rowcount != 1:  # type: ignore[attr-defined]
                 return False
             final = await session.get(Job, job.id, populate_existing=True)
+            endpoint = None
             if final is not None and final.endpoint_id is not None and final.callback_url:
+                # None if the endpoint was deleted since; its `events` may leave this one out.
+                endpoint = await session.get(WebhookEndpoint, final.endpoint_id)
+            event_type = f"job.{outcome.status}"
+            wanted = endpoint is not None and (
+                endpoint.events is None or event_type in endpoint.events
+            )
+            if final is not None and wanted:
                 session.add(
                     WebhookMessage(
                         id=message_id_of(job.id),
                         tenant_id=job.tenant_id,
                         endpoint_id=job.endpoint_id,
                         url=job.callback_url,
-                        event_type=f"job.{outcome.status}",
+                        event_type=event_type,
                         payload=event_payload(final).decode(),
                         status="pending",
                         attempts=0,
