@@ -25,6 +25,7 @@ SERVER_OVERRIDES = {
     "RELAYGATE_HEARTBEAT_INTERVAL_S": "heartbeat_interval_s",
     "RELAYGATE_LOG_LEVEL": "log_level",
     "RELAYGATE_REDIS_URL": "redis_url",
+    "RELAYGATE_REDIS_PREFIX": "redis_prefix",
 }
 
 
