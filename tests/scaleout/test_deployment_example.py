@@ -71,9 +71,14 @@ class Deployment:
         env.update({"RELAYGATE_REDIS_PREFIX": self.prefix, "PYTHONUNBUFFERED": "1", **extra})
         return env
 
-    def run(self, block: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, block: str, hosts: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        script = self.blocks[block]
+        for host, actual in (hosts or {}).items():  # the reader's own host names
+            script = script.replace(host, actual)
         return subprocess.run(
-            ["bash", "-e", "-c", self.blocks[block]],
+            ["bash", "-e", "-c", script],
             cwd=self.workdir,
             env=self.env(),
             capture_output=True,
@@ -156,6 +161,11 @@ def _chat(base: str, key: str) -> httpx.Response:
     )
 
 
+def _queue_empty(base: str) -> httpx.Response:
+    ready = httpx.get(base + "/readyz", timeout=5)
+    return ready if ready.json()["jobs"]["queued"] == 0 else httpx.Response(425)
+
+
 def _eventually(call: Any, timeout: float = 15) -> httpx.Response:
     """Policy changes reach the other replicas within server.policy_refresh_s."""
     deadline = time.monotonic() + timeout
@@ -174,6 +184,7 @@ def test_the_deployment_page_runs_as_written(tmp_path: Path, redis_url: str, pre
         "deployment-check-config",
         "deployment-serve",
         "deployment-worker",
+        "deployment-try",
     }
     for name in ("relaygate.yaml", "relaygate.env", "make-secrets.sh"):
         shutil.copy(EXAMPLE / name, tmp_path / name)
@@ -195,13 +206,24 @@ def test_the_deployment_page_runs_as_written(tmp_path: Path, redis_url: str, pre
             first = deployment.replica("replica-1")  # the first one migrates an empty database
             second = deployment.replica("replica-2")
             deployment.worker("worker-1")
-            admin = {"Authorization": f"Bearer {deployment.secret('RELAYGATE_ADMIN_KEY')}"}
+            # The page's own try-out: a tenant and a key made on replica 1, used on replica 2.
+            tried = deployment.run(
+                "deployment-try",
+                {
+                    "replica-1.internal:8080": first.removeprefix("http://"),
+                    "replica-2.internal:8080": second.removeprefix("http://"),
+                },
+            )
+            assert tried.returncode == 0, tried.stdout + tried.stderr
+            printed = tried.stdout.replace(" ", "")  # the answers, one after another
+            assert '"object":"chat.completion"' in printed
+            assert re.search(r'"id":"job_[^"]+".*"status":"queued"', printed), printed
 
-            # A tenant and a key made on the first replica serve on both.
-            created = httpx.post(f"{first}/admin/v1/tenants", json={"id": "shop"}, headers=admin)
+            admin = {"Authorization": f"Bearer {deployment.secret('RELAYGATE_ADMIN_KEY')}"}
+            created = httpx.post(f"{first}/admin/v1/tenants", json={"id": "signed"}, headers=admin)
             assert created.status_code == 201, created.text
             key = httpx.post(
-                f"{first}/admin/v1/tenants/shop/keys",
+                f"{first}/admin/v1/tenants/signed/keys",
                 json={"name": "web", "signing": True},
                 headers=admin,
             ).json()
@@ -246,6 +268,8 @@ def test_the_deployment_page_runs_as_written(tmp_path: Path, redis_url: str, pre
                 time.sleep(0.2)
             assert status["status"] == "succeeded", status
 
+            # The try-out's job ran too: nothing is left waiting.
+            assert _eventually(lambda: _queue_empty(first)).status_code == 200
             for base in (first, second):
                 ready = httpx.get(base + "/readyz").json()
                 assert ready["status"] == "ready", ready
