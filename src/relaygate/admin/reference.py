@@ -41,6 +41,8 @@ def type_of(schema: dict[str, Any]) -> str:
         return f"array of {type_of(schema.get('items', {}))}"
     if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
         return f"object of {type_of(schema['additionalProperties'])}"
+    if "format" in schema:
+        return escape(f"{kind} ({schema['format']})")
     return escape(kind)
 
 
