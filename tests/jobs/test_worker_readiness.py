@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
 from tests.fakes.openai import API_KEY, FakeOpenAI
 from tests.jobs.helpers import chat_job, create, jobs_config, start_worker, wait_finished
 from tests.support.gateway import RunningGateway, start_gateway
 
-TIMEOUT_S = 1.5
+TIMEOUT_S = 3.0
 
 
 def _ready(gw: RunningGateway) -> dict[str, Any]:
@@ -35,6 +36,14 @@ def _until(gw: RunningGateway, wanted: Callable[[dict[str, Any]], bool]) -> dict
             return body
         assert time.monotonic() < deadline, body
         time.sleep(0.1)
+
+
+def _zcard(url: str, key: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.zcard(key))
+    finally:
+        client.close()
 
 
 def test_readiness_reports_whether_a_worker_takes_queued_jobs(
@@ -85,14 +94,17 @@ def test_readiness_reports_whether_a_worker_takes_queued_jobs(
         assert body["jobs"]["last_worker_seen_s"] >= TIMEOUT_S
         assert body["checks"]["jobs"].startswith("degraded: no worker seen for")
 
-        # Stopped gracefully: it withdraws at once, and readiness says so without waiting.
+        # Stopped gracefully: it withdraws its heartbeat (the killed one's stays, stale), and
+        # readiness says so without waiting for the timeout.
+        announced = f"{prefix}jobs:workers"
         workers.append(start_worker(gw, "second"))
         _until(gw, lambda b: b["jobs"]["state"] == "ok")
+        assert _zcard(redis_url, announced) == 2
         workers[1].terminate()
         assert workers[1].wait(15) == 0
+        assert _zcard(redis_url, announced) == 1
         body = _ready(gw)
         assert body["jobs"]["state"] == "degraded" and body["jobs"]["workers"] == 0
-        assert body["jobs"]["last_worker_seen_s"] < TIMEOUT_S
     finally:
         for worker in workers:
             if worker.poll() is None:

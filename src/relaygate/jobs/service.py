@@ -182,9 +182,9 @@ class JobService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self.runner is not None:
-            await self.runner.aclose()
-            if not self.dispatcher.embedded:
+            if not self.dispatcher.embedded:  # withdraw first: gateways stop counting on us
                 with contextlib.suppress(Exception):
                     await self.workers.leave(self.runner.owner)
+            await self.runner.aclose()
         await self.workers.aclose()
         await self.dispatcher.aclose()
