@@ -399,6 +399,19 @@ class JobStore:
                 await session.execute(update(Job).where(Job.id.in_(ids)).values(kicked_at=moment))
             return ids
 
+    async def backlog(self) -> tuple[int, datetime | None]:
+        """Queued jobs that are due now, and when the longest-waiting of them became due."""
+        async with self.sessions() as session:
+            row = (
+                await session.execute(
+                    select(func.count(), func.min(Job.not_before)).where(
+                        Job.status == "queued", Job.not_before <= now_utc()
+                    )
+                )
+            ).one()
+        count, oldest = row
+        return int(count), utc(oldest) if oldest is not None else None
+
     async def purge(self, finished_before: datetime, limit: int = 1000) -> int:
         """Delete finished jobs (not lines of batches) that ended before `finished_before`."""
         async with self.sessions() as session, session.begin():
