@@ -17,5 +17,6 @@ RELAYGATE_MASTER_KEY='$(b64url 32)'
 RELAYGATE_KEK='{"kek_id": "local-$(openssl rand -hex 4)", "min_version": 1, "versions": {"1": "$(b64url 32)"}}'
 RELAYGATE_AUDIT_KEY='$(b64url 32)'
 RELAYGATE_PII_SALT='$(b64url 32)'
+RELAYGATE_ADMIN_SIGNING_SECRET='$(b64url 32)'
 SECRETS
 echo "wrote $out (mode 0600); copy it to every machine that runs relaygate serve or worker"
