@@ -25,8 +25,9 @@ from relaygate.api.fastpath import FastPaths
 from relaygate.api.middleware import RequestIdMiddleware
 from relaygate.audit.log import AuditLog
 from relaygate.audit.signer import CheckpointSigner
-from relaygate.auth.hmac_signing import verify_signed_request
 from relaygate.auth.replay import FallbackReplayGuard, MemoryReplayGuard, RedisReplayGuard
+from relaygate.auth.signing_secrets import root_secret
+from relaygate.auth.vault_requests import verify_vault_request
 from relaygate.budgets import build_ledger
 from relaygate.config.loader import ConfigError, load_config
 from relaygate.config.schema import GatewayConfig
@@ -253,7 +254,15 @@ def start_jobs(gw: Gateway, app: ASGIApp, *, runs_jobs: bool) -> JobService:
     )
 
 
-def _admin_context(gw: Gateway) -> AdminContext:
+def _root_signing_secret(environ: Mapping[str, str]) -> bytes | None:
+    try:
+        return root_secret(environ)
+    except ValueError as exc:
+        log.error("%s; the operator's vault signing root is not used", exc)
+        return None
+
+
+def _admin_context(gw: Gateway, root: bytes | None) -> AdminContext:
     def authenticate_admin(presented: str) -> AdminPrincipal | None:
         key = gw.policy.key_for(presented)
         if key is None or key.kind != "admin" or key.expired(time.time()):
@@ -263,12 +272,13 @@ def _admin_context(gw: Gateway) -> AdminContext:
     async def verify_signature(
         headers: Mapping[str, str], method: str, path: str, body: bytes
     ) -> str:
-        return await verify_signed_request(
+        return await verify_vault_request(
             headers,
             method,
             path,
             body,
-            secrets_for=gw.policy.admin_signing_secrets,
+            admin_key=gw.policy.admin_key,
+            root=root,
             replay=gw.replay,
             now=time.time(),
         )
@@ -307,7 +317,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gw = await build_gateway(config, env)
         app.state.gateway = gw
-        contexts.append(_admin_context(gw))
+        contexts.append(_admin_context(gw, _root_signing_secret(env)))
         gw.usage.start()
         gw.streams = stream_store(config, gw.redis)
         gw.outbox = Outbox(gw.sessions, gw.sealer, config.webhooks)

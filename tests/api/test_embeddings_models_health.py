@@ -84,3 +84,8 @@ def test_health_and_readiness(gateway: RunningGateway) -> None:
     ready = httpx.get(gateway.base_url + "/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"]["database"] == "ok"
+    # The embedded queue: this gateway runs its jobs itself, so they can always be taken.
+    assert ready.json()["status"] == "ready"
+    jobs = ready.json()["jobs"]
+    assert jobs["state"] == "ok" and jobs["queue"] == "embedded" and jobs["runs_here"] is True
+    assert ready.json()["checks"]["jobs"].startswith("ok (run in this process;")

@@ -18,6 +18,8 @@ from tests.support.servers import free_port
 
 TENANT_KEY = "test-tenant-key-for-the-suite-0123456789"
 ADMIN_KEY = "test-admin-key-for-the-suite-0123456789ab"
+# The operator's vault signing root (RELAYGATE_ADMIN_SIGNING_SECRET on the gateway).
+ADMIN_SIGNING_SECRET = "test-operator-vault-signing-root-0123456789"
 
 
 @dataclass
@@ -77,6 +79,7 @@ def start_gateway(
             "RELAYGATE_DATA_DIR": str(tmp / "data"),
             "RELAYGATE_DEFAULT_KEY": key,
             "RELAYGATE_ADMIN_KEY": ADMIN_KEY,
+            "RELAYGATE_ADMIN_SIGNING_SECRET": ADMIN_SIGNING_SECRET,
             "PYTHONUNBUFFERED": "1",
         }
     )

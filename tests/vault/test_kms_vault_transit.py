@@ -18,7 +18,7 @@ from relaygate.vault.kms.base import KMSError
 from relaygate.vault.kms.vault_transit import VaultTransitKEK
 from tests.fakes.keyed_upstream import Upstream
 from tests.fakes.vault_transit import FakeVaultTransit
-from tests.support.gateway import ADMIN_KEY, start_gateway
+from tests.support.gateway import ADMIN_KEY, ADMIN_SIGNING_SECRET, start_gateway
 from tests.support.servers import free_port, serve_in_thread
 
 TOKEN = "hvs.fake-transit-token-0123456789"
@@ -130,8 +130,7 @@ def test_a_gateway_keeps_its_vault_under_transit(
         gw = start_gateway(tmp_path, config, env={"TEST_VAULT_TOKEN": TOKEN})
         try:
             admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-            secret = httpx.post(gw.base_url + "/admin/v1/vault/signing-secret", headers=admin)
-            signing = secret.json()["signing_secret"]
+            signing = ADMIN_SIGNING_SECRET
             key_id = httpx.get(gw.base_url + "/admin/v1/vault/whoami", headers=admin).json()[
                 "key_id"
             ]

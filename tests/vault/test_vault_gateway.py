@@ -25,7 +25,7 @@ from aiohttp import web
 
 from relaygate.auth.hmac_signing import sign_request
 from tests.fakes.keyed_upstream import Upstream
-from tests.support.gateway import ADMIN_KEY, RunningGateway, start_gateway
+from tests.support.gateway import ADMIN_KEY, ADMIN_SIGNING_SECRET, RunningGateway, start_gateway
 from tests.support.servers import serve_in_thread
 
 PROD_VALUE = "sk-vault-prod-" + uuid.uuid4().hex
@@ -126,20 +126,21 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             ],
         }
         gw = start_gateway(tmp, config)
-        response = httpx.post(
-            gw.base_url + "/admin/v1/vault/signing-secret",
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        )
-        assert response.status_code == 200, response.text
         cli_env = {k: v for k, v in os.environ.items() if not k.startswith("RELAYGATE_")}
         cli_env.update(
             RELAYGATE_URL=gw.base_url,
             RELAYGATE_ADMIN_KEY=ADMIN_KEY,
-            RELAYGATE_ADMIN_SIGNING_SECRET=response.json()["signing_secret"],
+            RELAYGATE_ADMIN_SIGNING_SECRET=ADMIN_SIGNING_SECRET,
             RELAYGATE_CONFIG=str(tmp / "relaygate.yaml"),
             RELAYGATE_DATA_DIR=str(gw.data_dir),
         )
-        yield Env(gw, upstream, cli_env, [])
+        # The operator signs with the root set on the gateway, and switches to a secret of
+        # its own key (issued by a request signed with the root).
+        env = Env(gw, upstream, cli_env, [])
+        issued = json.loads(env.cli("vault", "signing-secret", "--json"))
+        env.cli_env["RELAYGATE_ADMIN_SIGNING_SECRET"] = issued["signing_secret"]
+        env.outputs.clear()
+        yield env
         gw.stop()
 
 

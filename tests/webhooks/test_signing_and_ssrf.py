@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import re
 import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -14,7 +15,14 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from relaygate.webhooks import schedule, signing
-from relaygate.webhooks.ssrf import Destination, UnsafeDestination, VettingResolver, is_denied
+from relaygate.webhooks.ssrf import (
+    Destination,
+    InvalidHost,
+    UnsafeDestination,
+    VettingResolver,
+    is_denied,
+    literal,
+)
 
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -115,6 +123,53 @@ async def test_one_private_record_among_public_ones_refuses_the_host() -> None:
     resolver = VettingResolver(Destination(), _Answers("93.184.215.14", "10.0.0.1"))
     with pytest.raises(UnsafeDestination, match="private"):
         await resolver.resolve("rebind.example", 443)
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("::ffff:127.0.0.1", "ipv4-mapped address carrying 127.0.0.1 (loopback)"),
+        ("64:ff9b::a9fe:a9fe", "nat64 address carrying 169.254.169.254 (link-local)"),
+        ("2002:a00:1::1", "6to4 address carrying 10.0.0.1 (private)"),
+        ("fe80::1%eth0", "not an address"),
+        ("0x7f.1", "loopback"),
+    ],
+)
+async def test_dns_answers_are_read_like_url_hosts(answer: str, reason: str) -> None:
+    resolver = VettingResolver(Destination(), _Answers(answer))
+    with pytest.raises(UnsafeDestination, match=re.escape(reason)):
+        await resolver.resolve("rebind.example", 443)
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("2130706433", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("0x7F.0.0.1.", "127.0.0.1"),
+        ("10.1.1", "10.1.0.1"),
+        ("0", "0.0.0.0"),
+        ("[::ffff:7f00:1]", "::ffff:7f00:1"),
+        ("example.com", None),
+        ("1e1.example", None),
+        ("0x.example", None),
+    ],
+)
+def test_every_numeric_spelling_is_read_as_the_address_it_means(
+    host: str, address: str | None
+) -> None:
+    found = literal(host)
+    assert (str(found) if found is not None else None) == address
+
+
+@pytest.mark.parametrize(
+    "host", ["1.2.3.4.5", "256.1.1.1", "1.16777216", "0x1g.1", "09.1", "[fe80::1%eth0]"]
+)
+def test_numeric_hosts_that_are_no_address_are_refused(host: str) -> None:
+    with pytest.raises(InvalidHost):
+        literal(host)
 
 
 async def test_the_resolver_returns_exactly_the_vetted_answer_from_one_lookup() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
@@ -28,11 +28,15 @@ from relaygate.admin import (
 from relaygate.admin.audit_trail import AuditTrail
 from relaygate.admin.context import AdminContext
 from relaygate.admin.guard import AdminGuard
+from relaygate.admin.reference import render_reference
 from relaygate.errors import ERROR_TYPES, GatewayError
 
 log = logging.getLogger("relaygate.admin")
 
 OPENAPI_PATH = "/openapi.json"
+REFERENCE_PATH = "/reference"
+# The reference page loads nothing: no script, no image, no font; only its inline style.
+REFERENCE_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 
 
 class ErrorDetail(BaseModel):
@@ -144,6 +148,15 @@ def create_admin_app(context: Callable[[], AdminContext]) -> FastAPI:
         webhooks,
     ):
         app.include_router(module.router, responses=_ERRORS)
+
+    @app.get(REFERENCE_PATH, include_in_schema=False)
+    async def reference(request: Request) -> HTMLResponse:
+        """The browsable reference, rendered from the OpenAPI document (public, like it)."""
+        page = render_reference(app.openapi(), request.scope.get("root_path", "") + OPENAPI_PATH)
+        return HTMLResponse(page, headers={"content-security-policy": REFERENCE_CSP})
+
     app.add_middleware(AuditTrail, context=context)
-    app.add_middleware(AdminGuard, context=context, public=frozenset({OPENAPI_PATH}))
+    app.add_middleware(
+        AdminGuard, context=context, public=frozenset({OPENAPI_PATH, REFERENCE_PATH})
+    )
     return app

@@ -472,40 +472,100 @@ class AdminIdentity(BaseModel):
     tenant_id: str | None
 
 
+class VaultSigningSecretIssue(Body):
+    """How long the key's previous vault signing secrets keep working."""
+
+    overlap_s: (
+        Annotated[
+            int,
+            Strict(),
+            Field(
+                ge=0,
+                le=7 * 86400,
+                description="Seconds the previous secrets keep signing (default: 3600 when a key"
+                " rotates its own, 0 when another key's is issued or replaced)",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class VaultSigningSecret(BaseModel):
+    """A new vault signing secret (base64url of 32 random bytes), shown in this answer only."""
+
+    object: Literal["vault.signing_secret"] = "vault.signing_secret"
+    key_id: str = Field(description="The admin key that signs with it")
+    signing_secret: str
+    issued_at: UtcDateTime
+    previous_valid_until: UtcDateTime | None = Field(
+        description="Until when the secrets it replaces keep working (null: there were none)"
+    )
+
+
+def _endpoint_url(value: str) -> str:
+    from relaygate.webhooks.ssrf import check_url_shape
+
+    check_url_shape(value)
+    return value
+
+
+def _networks(value: list[str]) -> list[str]:
+    from relaygate.webhooks.endpoints import parse_networks
+
+    return parse_networks(value)
+
+
+def _events(value: list[str]) -> list[str]:
+    if len(set(value)) != len(value):
+        raise ValueError("an event type is listed twice")
+    return value
+
+
+WEBHOOK_EVENTS = ("job.succeeded", "job.failed")
+EventType = Literal["job.succeeded", "job.failed"]
+EndpointUrl = Annotated[
+    str,
+    Field(
+        min_length=8,
+        max_length=2048,
+        description="http(s) URL; job callback URLs must be it or lie below it",
+    ),
+    AfterValidator(_endpoint_url),
+]
+PrivateNetworks = Annotated[
+    list[Annotated[str, Field(max_length=64)]],
+    Field(
+        max_length=32,
+        description="Private networks this endpoint may resolve into (e.g. a WordPress on"
+        " 10.0.0.5/32); everything non-public is refused otherwise",
+    ),
+    AfterValidator(_networks),
+]
+Events = Annotated[
+    list[EventType],
+    Field(min_length=1, max_length=len(WEBHOOK_EVENTS), description="null: every event"),
+    AfterValidator(_events),
+]
+
+
 class EndpointCreate(Body):
     """A webhook receiver of a tenant. Job callback URLs must start with `url`."""
 
-    url: Annotated[str, Field(min_length=8, max_length=2048)]
+    url: EndpointUrl
     description: Annotated[str, Field(max_length=500)] = ""
-    allow_private: Annotated[
-        list[Annotated[str, Field(max_length=64)]] | None,
-        Field(
-            max_length=32,
-            description="Private networks this endpoint may resolve into (e.g. a WordPress on"
-            " 10.0.0.5/32); everything non-public is refused otherwise",
-        ),
-    ] = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        from relaygate.webhooks.ssrf import check_url_shape
-
-        check_url_shape(value)
-        return value
-
-    @field_validator("allow_private")
-    @classmethod
-    def _networks(cls, value: list[str] | None) -> list[str] | None:
-        from relaygate.webhooks.endpoints import parse_networks
-
-        return parse_networks(value) if value is not None else None
+    allow_private: PrivateNetworks | None = None
+    events: Events | None = None
 
 
 class EndpointPatch(Body):
-    """Enable or disable an endpoint."""
+    """Fields to change; absent fields stay as they are (null: allow_private none, events all).
+    A new `url` or `allow_private` goes through the same checks as a registration."""
 
-    enabled: Flag
+    url: EndpointUrl | None = None
+    description: Annotated[str, Field(max_length=500)] | None = None
+    allow_private: PrivateNetworks | None = None
+    events: Events | None = None
+    enabled: Flag | None = None
 
 
 class EndpointRotate(Body):
@@ -515,16 +575,32 @@ class EndpointRotate(Body):
 
 
 class EndpointOut(BaseModel):
-    """A webhook endpoint (its secrets are never shown again after creation or rotation)."""
+    """A webhook endpoint and its delivery health (its secrets are never shown again after
+    creation or rotation)."""
 
     id: str
     tenant_id: str
     url: str
     description: str
     allow_private: list[str] | None
+    events: list[str] | None = Field(description="Event types it receives (null: all)")
+    enabled: bool
     created_at: UtcDateTime
     disabled_at: UtcDateTime | None
     disabled_reason: str | None
+    last_error: str | None = Field(description="Why the last failed attempt failed")
+    last_failure_at: UtcDateTime | None
+    last_success_at: UtcDateTime | None
+    failing_since: UtcDateTime | None
+    consecutive_failures: int = Field(description="Failed attempts since the last delivery")
+    delivered_count: int = Field(description="Messages delivered")
+    failed_count: int = Field(description="Failed attempts (refused ones included)")
+    refused_count: int = Field(description="Attempts refused by the SSRF guard")
+    destination_check: str | None = Field(
+        None,
+        description="In the answer to a registration or URL change: for a host name, that it"
+        " is resolved and checked again at every delivery",
+    )
     secret: str | None = Field(None, description="Only in the answer that created the secret")
 
 

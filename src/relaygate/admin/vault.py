@@ -1,16 +1,20 @@
 """The provider vault over the admin API: every request is HMAC-signed and scoped.
 
 Besides the admin key (checked by the guard like everywhere), each vault request must carry the
-`x-relaygate-key-id/-timestamp/-signature` headers made with that same admin key's signing
-secret (`POST /vault/signing-secret`), so a leaked bearer key alone cannot read the vault's
-metadata or change it, and a captured request cannot be replayed. Tenant admin keys see and manage
-only their tenant's secrets; operator secrets, grants and the KEK are the operator's.
+`x-relaygate-key-id/-timestamp/-signature` headers made with that same admin key's vault signing
+secret, so a leaked bearer key alone cannot read the vault's metadata or change it, and a
+captured request cannot be replayed. Issuing or rotating a signing secret is itself a signed
+request (decision 0028): the operator's keys start from the root secret set on the gateway
+(`RELAYGATE_ADMIN_SIGNING_SECRET`), every other admin key gets its first secret from a key that
+already signs; a bearer key alone can neither obtain nor replace one. Tenant admin keys see and
+manage only their tenant's secrets; operator secrets, grants and the KEK are the operator's.
 Values go in and never come out: the API returns metadata only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -30,7 +34,7 @@ from relaygate.admin.deps import (
     visible,
     writing,
 )
-from relaygate.admin.keys import new_signing_secret
+from relaygate.admin.keys import signing_place
 from relaygate.admin.schemas import (
     NAME,
     AdminIdentity,
@@ -42,14 +46,19 @@ from relaygate.admin.schemas import (
     SecretOut,
     SecretRotate,
     SecretVersionOut,
-    SigningSecret,
+    VaultSigningSecret,
+    VaultSigningSecretIssue,
 )
+from relaygate.auth import signing_secrets
 from relaygate.auth.credentials import signed_path, unauthorized
 from relaygate.auth.failure import AuthFailed
+from relaygate.auth.hmac_signing import HEADER_KEY_ID
 from relaygate.auth.keys import new_key_id
+from relaygate.auth.signing_secrets import SigningSecretExpired, new_secret_text
 from relaygate.errors import GatewayError
 from relaygate.store.tables import ApiKey, VaultGrant, VaultSecret, VaultVersion
 from relaygate.vault.kms.base import KMSError
+from relaygate.vault.sealer import SealError
 from relaygate.vault.service import create_secret, rewrap_all, rotate_secret, rotation_status
 
 router = APIRouter(prefix="/vault", tags=["vault"])
@@ -62,16 +71,78 @@ def _access(ctx: AdminContext) -> VaultAccess:
     return ctx.vault
 
 
+HOW_TO_GET_ONE = (
+    "an admin key gets its first vault signing secret from the operator"
+    " (POST /admin/v1/vault/keys/{key_id}/signing-secret, signed); the operator's own keys sign"
+    " with the secret set in RELAYGATE_ADMIN_SIGNING_SECRET on every gateway replica"
+)
+# What the caller (whose admin key is valid: the guard checked it) is told about a refused
+# signature, so that a client whose secret was replaced knows it, instead of a bare 401.
+REFUSALS: dict[str, tuple[str, str]] = {
+    "signed request without all three signature headers": (
+        "signature_required",
+        "the vault API needs requests signed with this admin key's vault signing secret"
+        " (x-relaygate-key-id, x-relaygate-timestamp, x-relaygate-signature): a bearer key"
+        " alone is not enough; " + HOW_TO_GET_ONE,
+    ),
+    "unknown key id or key without a signing secret": (
+        "no_signing_secret",
+        "this admin key has no vault signing secret; " + HOW_TO_GET_ONE,
+    ),
+    "signature mismatch": (
+        "invalid_signature",
+        "the signature does not match any current vault signing secret of this admin key",
+    ),
+    "replayed signature": (
+        "replayed_signature",
+        "this signed request was already used; sign every request afresh",
+    ),
+    "timestamp outside the allowed skew": (
+        "invalid_signature_timestamp",
+        "x-relaygate-timestamp is more than 300 s away from the gateway's clock",
+    ),
+    "malformed timestamp": (
+        "invalid_signature_timestamp",
+        "x-relaygate-timestamp must be Unix seconds",
+    ),
+}
+
+
+def refusal(exc: AuthFailed, key_id: str) -> GatewayError:
+    """The 401 for a vault request whose signature was refused, saying why."""
+    if isinstance(exc, SigningSecretExpired):
+        ended = datetime.fromtimestamp(exc.expired_at, UTC).isoformat(timespec="seconds")
+        code, message = (
+            "signing_secret_expired",
+            f"this request is signed with a vault signing secret of key {key_id} that was"
+            f" replaced and stopped working at {ended}; sign with the key's current secret",
+        )
+    else:
+        code, message = REFUSALS.get(
+            exc.reason, ("invalid_signature", f"the request signature is malformed ({exc.reason})")
+        )
+    return GatewayError(401, message, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
 async def signed(request: Request, ctx: Ctx, caller: Caller) -> AdminPrincipal:
-    """The caller, if this request is signed with the caller's own admin signing secret."""
+    """The caller, if this request is signed with the caller's own vault signing secret."""
     access = _access(ctx)
     body = await request.body()
+    claimed = request.headers.get(HEADER_KEY_ID)
+    if claimed is not None and claimed != caller.key_id:
+        raise GatewayError(
+            401,
+            "x-relaygate-key-id must be the id of the admin key in Authorization"
+            " (GET /admin/v1/vault/whoami tells it)",
+            code="invalid_signature",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     try:
         key_id = await access.verify_signature(
             request.headers, request.method, signed_path(request.scope), body
         )
-    except AuthFailed:
-        raise unauthorized() from None
+    except AuthFailed as exc:
+        raise refusal(exc, caller.key_id) from None
     if key_id != caller.key_id:
         raise unauthorized()
     return caller
@@ -144,19 +215,74 @@ async def whoami(caller: Caller) -> AdminIdentity:
     return AdminIdentity(key_id=caller.key_id, tenant_id=caller.tenant_id)
 
 
+DEFAULT_ISSUE = VaultSigningSecretIssue()
+
+
+async def _issue(
+    ctx: AdminContext, caller: AdminPrincipal, key_id: str, overlap_s: int
+) -> VaultSigningSecret:
+    """A new vault signing secret for admin key `key_id`; its previous ones sign `overlap_s`
+    more seconds. Only ever reached by a signed request (see `Signed`)."""
+    now = time.time()
+    secret = new_secret_text()
+    async with writing(ctx) as session:
+        row = await session.get(ApiKey, key_id) if plausible(key_id) else None
+        if (
+            row is None
+            or row.kind != "admin"
+            or row.revoked_at is not None
+            or (caller.tenant_id is not None and row.tenant_id != caller.tenant_id)
+        ):
+            raise not_found("admin key")
+        entries: tuple[signing_secrets.SigningSecret, ...] = ()
+        if row.signing_secret:
+            try:
+                opened = ctx.sealer.open(row.signing_secret, signing_place(row.id))
+                entries = signing_secrets.parse(opened)
+            except (SealError, ValueError, KeyError, TypeError):
+                entries = ()  # unreadable under this master key: nothing left to honour
+        entries = signing_secrets.rotate(entries, secret.encode(), now, overlap_s)
+        row.signing_secret = ctx.sealer.seal(signing_secrets.dump(entries), signing_place(row.id))
+    previous = [e.expires_at for e in entries[:-1] if e.active(now) and e.expires_at is not None]
+    if ctx.audit is not None:
+        await ctx.audit.append(
+            _actor(caller),
+            "admin.signing_secret",
+            f"key:{key_id}",
+            tenant_id=row.tenant_id,
+            detail={"overlap_s": overlap_s, "by": caller.key_id},
+        )
+    return VaultSigningSecret(
+        key_id=key_id,
+        signing_secret=secret,
+        issued_at=datetime.fromtimestamp(now, UTC),
+        previous_valid_until=datetime.fromtimestamp(max(previous), UTC) if previous else None,
+    )
+
+
 @router.post(
     "/signing-secret",
-    summary="Create or replace the calling admin key's signing secret (shown once)",
+    summary="Rotate the calling admin key's vault signing secret (signed with a current one;"
+    " the previous one keeps working for overlap_s, default 1 h; the new one is shown once)",
 )
-async def admin_signing_secret(ctx: Ctx, caller: Caller) -> SigningSecret:
-    async with writing(ctx) as session:
-        row = await session.get(ApiKey, caller.key_id)
-        if row is None:
-            raise unauthorized()
-        secret, row.signing_secret = new_signing_secret(ctx.sealer, row.id)
-    if ctx.audit is not None:
-        await ctx.audit.append(_actor(caller), "admin.signing_secret", f"key:{caller.key_id}")
-    return SigningSecret(signing_secret=secret)
+async def rotate_own_signing_secret(
+    ctx: Ctx, caller: Signed, body: VaultSigningSecretIssue = DEFAULT_ISSUE
+) -> VaultSigningSecret:
+    overlap = body.overlap_s if body.overlap_s is not None else 3600
+    return await _issue(ctx, caller, caller.key_id, overlap)
+
+
+@router.post(
+    "/keys/{key_id}/signing-secret",
+    summary="Issue or replace another admin key's vault signing secret (signed; the operator for"
+    " any admin key, a tenant admin for its tenant's; previous secrets stop at once unless"
+    " overlap_s; shown once)",
+)
+async def issue_signing_secret(
+    key_id: str, ctx: Ctx, caller: Signed, body: VaultSigningSecretIssue = DEFAULT_ISSUE
+) -> VaultSigningSecret:
+    overlap = body.overlap_s if body.overlap_s is not None else 0
+    return await _issue(ctx, caller, key_id, overlap)
 
 
 @router.post("/secrets", status_code=201, summary="Store a provider credential (value shown never)")

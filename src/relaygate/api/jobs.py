@@ -60,7 +60,7 @@ async def create_job(request: Request) -> Response:
         if endpoint is None:
             raise bad_request(
                 "callback_url must start with the URL of one of your enabled webhook endpoints"
-                " (register it with POST /admin/v1/webhooks/endpoints)",
+                " (register it with POST /admin/v1/tenants/{tenant}/webhook-endpoints)",
                 param="callback_url",
                 code="unregistered_callback_url",
             )

@@ -49,3 +49,8 @@ def embedded_default() -> dict[str, Any]:
             {"name": "auto", "targets": ["simulator/sim-small", "simulator/sim-large"]},
         ],
     }
+
+
+def embedded_route_names() -> list[str]:
+    """The routes the embedded default declares (`fast`, `smart`, `auto`)."""
+    return [route["name"] for route in embedded_default()["routes"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from relaygate.config.defaults import embedded_default
+from relaygate.config.defaults import embedded_default, embedded_route_names
 from relaygate.config.schema import GatewayConfig
 
 # Environment variables that override `server` settings (documented in docs/configuration.md).
@@ -24,6 +25,7 @@ SERVER_OVERRIDES = {
     "RELAYGATE_HEARTBEAT_INTERVAL_S": "heartbeat_interval_s",
     "RELAYGATE_LOG_LEVEL": "log_level",
     "RELAYGATE_REDIS_URL": "redis_url",
+    "RELAYGATE_REDIS_PREFIX": "redis_prefix",
 }
 
 
@@ -100,3 +102,28 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         raise ConfigError(source, [f"(yaml): invalid YAML at {where}"]) from None
     return parse_config(raw if raw is not None else {}, source, environ)
+
+
+def log_routes_in_effect(config: GatewayConfig, path: str | Path | None) -> None:
+    """Say at start which routes a configuration file puts in effect: a file replaces the
+    embedded default whole, so its built-in routes (`fast`, ...) exist only if the file declares
+    them, and a client asking for one gets `404 model_not_found`."""
+    if path is None:
+        return
+    log = logging.getLogger("relaygate.config")
+    declared = [route.name for route in config.routes]
+    missing = [name for name in embedded_route_names() if name not in declared]
+    replaced = (
+        f"; the built-in route(s) {', '.join(missing)} of the default configuration are not"
+        " in effect"
+        if missing
+        else ""
+    )
+    if declared:
+        log.info("%s: routes in effect: %s%s", path, ", ".join(declared), replaced)
+    else:
+        log.warning(
+            "%s declares no routes: clients must name a model as provider/model%s",
+            path,
+            replaced,
+        )

@@ -438,6 +438,28 @@ class JobsConfig(Strict):
         " over again (covers a broker that lost its messages)",
     )
     retention_days: int = Field(30, ge=1, description="Finished jobs are kept this long")
+    worker_heartbeat_s: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="How often a process that runs jobs from the Redis queue announces itself",
+    )
+    worker_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A worker not heard from for this long no longer counts as taking jobs"
+        " (/readyz reports jobs as degraded when no worker counts)",
+    )
+
+    @model_validator(mode="after")
+    def _timeout_exceeds_heartbeat(self) -> JobsConfig:
+        if self.worker_timeout_s <= self.worker_heartbeat_s:
+            raise ValueError(
+                "worker_timeout_s must be longer than worker_heartbeat_s (a live worker would"
+                " look gone between two heartbeats)"
+            )
+        return self
 
 
 class WebhooksConfig(Strict):

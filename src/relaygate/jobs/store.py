@@ -23,7 +23,7 @@ from relaygate.jobs.group_insert import GroupInsert
 from relaygate.jobs.model import FINISHED, JobRequest, not_found, view
 from relaygate.policy.principal import Principal
 from relaygate.store.paging import newest_first
-from relaygate.store.tables import Job, WebhookMessage
+from relaygate.store.tables import Job, WebhookEndpoint, WebhookMessage
 from relaygate.store.timestamps import utc
 
 
@@ -297,14 +297,22 @@ class JobStore:
             if done.rowcount != 1:  # type: ignore[attr-defined]
                 return False
             final = await session.get(Job, job.id, populate_existing=True)
+            endpoint = None
             if final is not None and final.endpoint_id is not None and final.callback_url:
+                # None if the endpoint was deleted since; its `events` may leave this one out.
+                endpoint = await session.get(WebhookEndpoint, final.endpoint_id)
+            event_type = f"job.{outcome.status}"
+            wanted = endpoint is not None and (
+                endpoint.events is None or event_type in endpoint.events
+            )
+            if final is not None and wanted:
                 session.add(
                     WebhookMessage(
                         id=message_id_of(job.id),
                         tenant_id=job.tenant_id,
                         endpoint_id=job.endpoint_id,
                         url=job.callback_url,
-                        event_type=f"job.{outcome.status}",
+                        event_type=event_type,
                         payload=event_payload(final).decode(),
                         status="pending",
                         attempts=0,
@@ -390,6 +398,19 @@ class JobStore:
             if ids:
                 await session.execute(update(Job).where(Job.id.in_(ids)).values(kicked_at=moment))
             return ids
+
+    async def backlog(self) -> tuple[int, datetime | None]:
+        """Queued jobs that are due now, and when the longest-waiting of them became due."""
+        async with self.sessions() as session:
+            row = (
+                await session.execute(
+                    select(func.count(), func.min(Job.not_before)).where(
+                        Job.status == "queued", Job.not_before <= now_utc()
+                    )
+                )
+            ).one()
+        count, oldest = row
+        return int(count), utc(oldest) if oldest is not None else None
 
     async def purge(self, finished_before: datetime, limit: int = 1000) -> int:
         """Delete finished jobs (not lines of batches) that ended before `finished_before`."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from relaygate.auth.jwt_tokens import JwtIssuer
 from relaygate.auth.keys import hash_key
+from relaygate.auth.signing_secrets import SigningSecret
 from relaygate.budgets import BudgetRule
 from relaygate.limits import Limit
 from relaygate.policy.memo import SnapshotMemo
@@ -40,6 +41,8 @@ class KeyPolicy:
     max_body_bytes: int | None = None
     require_signature: bool = False
     signing_secrets: tuple[bytes, ...] = ()
+    # An admin key's vault signing secrets (current, in overlap, recently replaced).
+    vault_secrets: tuple[SigningSecret, ...] = ()
     # `expires_at` as a Unix time, so the check on every request compares two floats.
     expires_ts: float | None = field(init=False, repr=False, compare=False, default=None)
 
@@ -107,7 +110,7 @@ class PolicySnapshot:
         key = self.keys_by_id.get(key_id)
         return key.signing_secrets if key is not None and key.kind == "tenant" else ()
 
-    def admin_signing_secrets(self, key_id: str) -> tuple[bytes, ...]:
-        """The HMAC signing secrets of an admin key (the vault API takes only signed requests)."""
+    def admin_key(self, key_id: str) -> KeyPolicy | None:
+        """The active admin key with this id (the vault API takes only signed requests)."""
         key = self.keys_by_id.get(key_id)
-        return key.signing_secrets if key is not None and key.kind == "admin" else ()
+        return key if key is not None and key.kind == "admin" else None

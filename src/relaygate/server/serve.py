@@ -14,7 +14,7 @@ import sys
 import uvicorn
 
 from relaygate.app import create_app
-from relaygate.config.loader import ConfigError
+from relaygate.config.loader import ConfigError, log_routes_in_effect
 from relaygate.config.schema import GatewayConfig
 from relaygate.config.secrets import provider_secrets
 from relaygate.server.banner import banner
@@ -29,6 +29,7 @@ def serve(config: GatewayConfig, config_path: str | None) -> int:
     """Bootstrap, print the banner, and serve until stopped. Returns the exit code."""
     server = config.server
     configure_logging(server.log_level)
+    log_routes_in_effect(config, config_path)
     try:
         provider_secrets(config, environ())
     except ConfigError as exc:

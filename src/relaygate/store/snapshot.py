@@ -10,7 +10,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relaygate.auth import signing_secrets
 from relaygate.auth.jwt_tokens import JwtIssuer, load_issuer_key
+from relaygate.auth.signing_secrets import SigningSecret
 from relaygate.budgets import BudgetRule
 from relaygate.limits import Limit
 from relaygate.policy.snapshot import KeyPolicy, PolicySnapshot, TenantPolicy
@@ -49,10 +51,15 @@ async def bump_policy_version(session: AsyncSession) -> None:
 
 def _key_policy(row: ApiKey, sealer: Sealer) -> KeyPolicy:
     secrets: tuple[bytes, ...] = ()
+    vault_secrets: tuple[SigningSecret, ...] = ()
     if row.signing_secret:
         try:
-            secrets = (sealer.open(row.signing_secret, f"api_keys/{row.id}/signing"),)
-        except SealError:
+            opened = sealer.open(row.signing_secret, f"api_keys/{row.id}/signing")
+            if row.kind == "admin":
+                vault_secrets = signing_secrets.parse(opened)
+            else:
+                secrets = (opened,)
+        except (SealError, ValueError, KeyError, TypeError):
             log.error("key %s: its signing secret does not open with this master key", row.id)
     return KeyPolicy(
         key_id=row.id,
@@ -66,6 +73,7 @@ def _key_policy(row: ApiKey, sealer: Sealer) -> KeyPolicy:
         max_body_bytes=row.max_body_bytes,
         require_signature=row.require_signature,
         signing_secrets=secrets,
+        vault_secrets=vault_secrets,
     )
 
 

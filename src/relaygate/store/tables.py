@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -328,6 +329,16 @@ class WebhookEndpoint(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The event types it receives (None: all of them).
+    events: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # Delivery health, for an operator asking why an endpoint gets nothing.
+    last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    last_failure_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    delivered_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    failed_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    refused_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class WebhookMessage(Base):

@@ -60,8 +60,9 @@ class VaultClient:
         if sign:
             if not self._signing_secret:
                 raise VaultClientError(
-                    "set RELAYGATE_ADMIN_SIGNING_SECRET (get one with"
-                    " `relaygate vault signing-secret`)"
+                    "set RELAYGATE_ADMIN_SIGNING_SECRET to this admin key's vault signing secret"
+                    " (the operator's keys: the root secret set on the gateway; other admin keys:"
+                    " the one the operator issued with `relaygate vault signing-secret --key`)"
                 )
             if self._key_id is None:
                 self._key_id = str(self._send("GET", PREFIX + "/whoami", sign=False)["key_id"])
@@ -91,6 +92,12 @@ class VaultClient:
         """A signed request to `PREFIX + path`."""
         return self._send(method, PREFIX + path, body)
 
-    def signing_secret(self) -> str:
-        """Create (or replace) this admin key's signing secret: bearer only, shown once."""
-        return str(self._send("POST", PREFIX + "/signing-secret", sign=False)["signing_secret"])
+    def signing_secret(
+        self, key_id: str | None = None, overlap_s: int | None = None
+    ) -> dict[str, Any]:
+        """A new vault signing secret (shown once) for this admin key, or for admin key
+        `key_id`: a request signed with the current secret, like every vault request."""
+        path = f"/keys/{key_id}/signing-secret" if key_id else "/signing-secret"
+        body = {"overlap_s": overlap_s} if overlap_s is not None else None
+        issued: dict[str, Any] = self.call("POST", path, body)
+        return issued

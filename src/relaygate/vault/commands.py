@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any
 
+from relaygate.auth.signing_secrets import new_secret_text
 from relaygate.vault.client import VaultClient, VaultClientError
 
 
@@ -94,12 +95,26 @@ def _revoke(client: VaultClient, args: argparse.Namespace) -> Any:
     return client.call("DELETE", path)
 
 
-def _signing_secret(client: VaultClient, _args: argparse.Namespace) -> Any:
-    secret = client.signing_secret()
-    return (
-        "signing secret for this admin key, shown once"
-        f" (export it as RELAYGATE_ADMIN_SIGNING_SECRET):\n{secret}"
+def _signing_secret(client: VaultClient, args: argparse.Namespace) -> Any:
+    issued = client.signing_secret(args.key, args.overlap_s)
+    if args.json:
+        return issued
+    whose = f"admin key {issued['key_id']}" if args.key else "this admin key"
+    until = issued["previous_valid_until"]
+    previous = (
+        f"the previous secret keeps working until {until}"
+        if until
+        else "no previous secret keeps working"
     )
+    return (
+        f"new vault signing secret for {whose} ({previous}); shown once, use it as"
+        f" RELAYGATE_ADMIN_SIGNING_SECRET:\n{issued['signing_secret']}"
+    )
+
+
+def _root_secret(_args: argparse.Namespace) -> int:
+    print(new_secret_text())
+    return 0
 
 
 def _kek_rotate(client: VaultClient, _args: argparse.Namespace) -> Any:
@@ -155,7 +170,25 @@ def add_commands(sub: Any) -> None:
     revoke.add_argument("secret_id")
     revoke.add_argument("--tenant", required=True)
     revoke.add_argument("--environment", default="*")
-    command("signing-secret", _signing_secret, "create this admin key's signing secret")
+    issue = command(
+        "signing-secret",
+        _signing_secret,
+        "a new vault signing secret for this admin key (or --key another one); signed with the"
+        " current secret",
+    )
+    issue.add_argument("--key", help="the admin key id to issue it for (default: this key)")
+    issue.add_argument(
+        "--overlap-s",
+        type=int,
+        dest="overlap_s",
+        help="seconds the previous secret keeps working (default: 3600 for this key, 0 for --key)",
+    )
+    root = vault.add_parser(
+        "root-secret",
+        help="print a fresh secret for RELAYGATE_ADMIN_SIGNING_SECRET (the operator's root; stored"
+        " nowhere)",
+    )
+    root.set_defaults(func=_root_secret)
     kek = sub.add_parser("kek", help="the vault's key-encryption key").add_subparsers(
         dest="kek_command", required=True
     )

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import ipaddress
 import secrets as random_ids
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relaygate.store.tables import WebhookEndpoint
+from relaygate.store.tables import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from relaygate.vault.sealer import Sealer
 from relaygate.webhooks.signing import new_secret
 
@@ -62,6 +63,14 @@ def parse_networks(values: Sequence[str] | None) -> list[str]:
     return networks
 
 
+class DuplicateEndpoint(Exception):
+    """The tenant already has an endpoint with this URL (its id is `endpoint_id`)."""
+
+    def __init__(self, endpoint_id: str) -> None:
+        super().__init__(endpoint_id)
+        self.endpoint_id = endpoint_id
+
+
 class EndpointStore:
     """Database access for webhook endpoints."""
 
@@ -69,10 +78,29 @@ class EndpointStore:
         self.sessions = sessions
         self.sealer = sealer
 
+    @staticmethod
+    async def _refuse_duplicate(
+        session: AsyncSession, tenant_id: str, url: str, except_id: str | None = None
+    ) -> None:
+        query = select(WebhookEndpoint.id).where(
+            WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.url == url
+        )
+        if except_id is not None:
+            query = query.where(WebhookEndpoint.id != except_id)
+        existing = await session.scalar(query.limit(1))
+        if existing is not None:
+            raise DuplicateEndpoint(existing)
+
     async def create(
-        self, tenant_id: str, url: str, description: str, allow_private: Sequence[str] | None
+        self,
+        tenant_id: str,
+        url: str,
+        description: str,
+        allow_private: Sequence[str] | None,
+        events: Sequence[str] | None = None,
     ) -> tuple[WebhookEndpoint, str]:
-        """Register an endpoint; returns it and its first secret (shown once)."""
+        """Register an endpoint; returns it and its first secret (shown once).
+        DuplicateEndpoint if the tenant has one with this URL already."""
         endpoint_id = "ep_" + random_ids.token_urlsafe(15)
         secret = new_secret()
         row = WebhookEndpoint(
@@ -84,11 +112,66 @@ class EndpointStore:
                 self.sealer, endpoint_id, [{"secret": secret, "expires_at": None}]
             ),
             allow_private=parse_networks(allow_private) or None,
+            events=list(events) if events is not None else None,
             created_at=datetime.now(UTC),
+            consecutive_failures=0,
+            delivered_count=0,
+            failed_count=0,
+            refused_count=0,
         )
         async with self.sessions() as session, session.begin():
+            await self._refuse_duplicate(session, tenant_id, url)
             session.add(row)
         return row, secret
+
+    async def update(self, row: WebhookEndpoint, changes: Mapping[str, Any]) -> WebhookEndpoint:
+        """Apply `changes` (url, description, allow_private, events, enabled) already checked
+        by the caller; DuplicateEndpoint if the new URL is taken by another endpoint."""
+        async with self.sessions() as session, session.begin():
+            stored = await session.get(WebhookEndpoint, row.id)
+            if stored is None:
+                raise LookupError(row.id)
+            if "url" in changes and changes["url"] != stored.url:
+                await self._refuse_duplicate(session, stored.tenant_id, changes["url"], stored.id)
+                stored.url = changes["url"]
+            if "description" in changes:
+                stored.description = changes["description"]
+            if "allow_private" in changes:
+                stored.allow_private = parse_networks(changes["allow_private"]) or None
+            if "events" in changes:
+                stored.events = changes["events"]
+            if "enabled" in changes and changes["enabled"] is not None:
+                enabled = bool(changes["enabled"])
+                if enabled and stored.disabled_at is not None:
+                    stored.disabled_at = stored.disabled_reason = None
+                    stored.failing_since = None
+                    stored.consecutive_failures = 0
+                elif not enabled and stored.disabled_at is None:
+                    stored.disabled_at = datetime.now(UTC)
+                    stored.disabled_reason = "disabled by an admin"
+        fresh = await self.get(row.id, row.tenant_id)
+        if fresh is None:
+            raise LookupError(row.id)
+        return fresh
+
+    async def delete(self, row: WebhookEndpoint) -> int:
+        """Remove an endpoint with its messages and their delivery log; the number of messages
+        still pending that will never be sent."""
+        async with self.sessions() as session, session.begin():
+            messages = select(WebhookMessage.id).where(WebhookMessage.endpoint_id == row.id)
+            pending = await session.scalar(
+                select(func.count())
+                .select_from(WebhookMessage)
+                .where(WebhookMessage.endpoint_id == row.id, WebhookMessage.status == "pending")
+            )
+            await session.execute(
+                delete(WebhookAttempt).where(WebhookAttempt.message_id.in_(messages))
+            )
+            await session.execute(
+                delete(WebhookMessage).where(WebhookMessage.endpoint_id == row.id)
+            )
+            await session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == row.id))
+        return int(pending or 0)
 
     async def get(self, endpoint_id: str, tenant_id: str | None) -> WebhookEndpoint | None:
         """The endpoint, or None (also when it belongs to another tenant)."""
@@ -121,15 +204,6 @@ class EndpointStore:
             assert stored is not None
             stored.secrets = seal_secrets(self.sealer, row.id, kept)
         return secret
-
-    async def set_enabled(self, row: WebhookEndpoint, enabled: bool, reason: str | None) -> None:
-        """Disable (with a reason) or re-enable an endpoint."""
-        async with self.sessions() as session, session.begin():
-            stored = await session.get(WebhookEndpoint, row.id)
-            assert stored is not None
-            stored.disabled_at = None if enabled else datetime.now(UTC)
-            stored.disabled_reason = None if enabled else reason
-            stored.failing_since = None
 
     async def match(self, tenant_id: str, callback_url: str) -> WebhookEndpoint | None:
         """The tenant's enabled endpoint whose URL `callback_url` starts with (longest first)."""

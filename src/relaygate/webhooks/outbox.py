@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Update, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaygate.config.schema import WebhooksConfig
@@ -41,6 +41,31 @@ class Step:
     status: str  # pending | delivered | dead
     next_attempt_at: datetime | None
     disable_endpoint: str | None  # the reason, when the endpoint is to be disabled
+
+
+def refused(outcome: sender.Outcome) -> bool:
+    """Whether the SSRF guard refused the attempt (nothing was sent)."""
+    return (outcome.error or "").startswith("unsafe destination")
+
+
+def health_update(endpoint_id: str, outcome: sender.Outcome, now: datetime) -> Update:
+    """The endpoint's health after one attempt: counters, last error, the failure clock."""
+    stmt = update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id)
+    if outcome.kind == "delivered":
+        return stmt.values(
+            failing_since=None,
+            consecutive_failures=0,
+            delivered_count=WebhookEndpoint.delivered_count + 1,
+            last_success_at=now,
+        )
+    return stmt.values(
+        failing_since=func.coalesce(WebhookEndpoint.failing_since, now),
+        consecutive_failures=WebhookEndpoint.consecutive_failures + 1,
+        failed_count=WebhookEndpoint.failed_count + 1,
+        refused_count=WebhookEndpoint.refused_count + (1 if refused(outcome) else 0),
+        last_failure_at=now,
+        last_error=(outcome.error or outcome.kind)[:200],
+    )
 
 
 class Outbox:
@@ -140,6 +165,7 @@ class Outbox:
             return None
         now = datetime.now(UTC)
         if endpoint is None or endpoint.disabled_at is not None:
+            log.info("webhook message %s dropped: its endpoint is disabled", message.id)
             await self._settle(message, None, Step("dead", None, None), "endpoint disabled")
             return None
         body = message.payload.encode()
@@ -222,15 +248,16 @@ class Outbox:
                 )
             )
             if outcome is not None:
-                failing = update(WebhookEndpoint).where(WebhookEndpoint.id == message.endpoint_id)
-                if outcome.kind == "delivered":
-                    await session.execute(failing.values(failing_since=None))
-                else:
-                    await session.execute(
-                        failing.where(WebhookEndpoint.failing_since.is_(None)).values(
-                            failing_since=now
-                        )
-                    )
+                await session.execute(health_update(message.endpoint_id, outcome, now))
+        if outcome is not None and outcome.kind != "delivered":
+            log.warning(
+                "webhook endpoint %s: attempt %d of message %s %s: %s",
+                message.endpoint_id,
+                message.attempts + 1,
+                message.id,
+                "refused" if refused(outcome) else "failed",
+                outcome.error or outcome.kind,
+            )
 
     async def _disable(self, endpoint_id: str, reason: str) -> None:
         log.warning("webhook endpoint %s disabled: %s", endpoint_id, reason)

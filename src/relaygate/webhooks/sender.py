@@ -15,7 +15,13 @@ from typing import Literal
 import aiohttp
 from yarl import URL
 
-from relaygate.webhooks.ssrf import Destination, UnsafeDestination, VettingResolver, literal
+from relaygate.webhooks.ssrf import (
+    Destination,
+    InvalidHost,
+    UnsafeDestination,
+    VettingResolver,
+    literal,
+)
 
 Kind = Literal["delivered", "retry", "disable", "failed"]
 READ_LIMIT = 64 * 1024
@@ -56,11 +62,17 @@ async def deliver(
     def took() -> float:
         return (time.monotonic() - started) * 1000
 
-    host = URL(url).host or ""
-    address = literal(host)
+    target = URL(url)
+    host = target.host or ""
     try:
+        try:
+            address = literal(host)
+        except InvalidHost as exc:
+            raise UnsafeDestination(str(exc)) from None
         if address is not None:  # aiohttp does not consult the resolver for IP literals
             destination.check(host, address)
+            # Connect to the address the guard vetted, never to a spelling the resolver reads.
+            target = target.with_host(str(address))
         connector = aiohttp.TCPConnector(
             resolver=VettingResolver(destination), use_dns_cache=False, force_close=True
         )
@@ -68,7 +80,9 @@ async def deliver(
             aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)
             ) as session,
-            session.post(url, data=body, headers=dict(headers), allow_redirects=False) as response,
+            session.post(
+                target, data=body, headers=dict(headers), allow_redirects=False
+            ) as response,
         ):
             await response.content.read(READ_LIMIT)
             status = response.status
