@@ -35,7 +35,7 @@ from relaygate.vault.kms.local import ENV_VAR as KEK_ENV_VAR
 from relaygate.vault.kms.local import new_keyring
 from relaygate.vault.master_key import new_master_key
 from tests.fakes.keyed_upstream import POISON, Upstream
-from tests.support.gateway import ADMIN_KEY, RunningGateway, start_gateway
+from tests.support.gateway import ADMIN_KEY, ADMIN_SIGNING_SECRET, RunningGateway, start_gateway
 from tests.support.servers import serve_in_thread
 from tests.support.services import postgres_database
 
@@ -115,8 +115,7 @@ def _key(gw: RunningGateway, tenant: str) -> str:
 
 def set_up_tenants(gw: RunningGateway, database_url: str) -> Tenants:
     """Five tenants and an operator secret, through the signed vault API; one row tampered."""
-    secret = _admin(gw, "POST", "/vault/signing-secret")["signing_secret"]
-    vault = VaultClient(gw.base_url, ADMIN_KEY, secret)
+    vault = VaultClient(gw.base_url, ADMIN_KEY, ADMIN_SIGNING_SECRET)
 
     def put(value: str, tenant: str | None = None) -> str:
         body = {"name": "openai", "value": value}
