@@ -278,13 +278,15 @@ async def call_routed(
         result, ledger.attempted = await unless_disconnected(
             request.scope,
             request.receive,
-            ledger.gw.router.run_bounded(ledger.plan, call, ledger.deadline),
+            ledger.gw.router.run_bounded(ledger.plan, call, ledger.deadline, ledger.request_id),
         )
     except ClientDisconnected:
         ledger.finish(usage_if_cancelled(), CLIENT_CLOSED, "cancelled")
         return None
-    except UpstreamError as exc:
-        ledger.finish(Usage(), exc.status, "upstream_error")
+    except GatewayError as exc:
+        # An upstream failure, or a request a provider refused to translate (a 400).
+        outcome = "upstream_error" if isinstance(exc, UpstreamError) else "refused"
+        ledger.finish(Usage(), exc.status, outcome)
         exc.headers.update(ledger.headers())
         raise
     return result

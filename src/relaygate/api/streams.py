@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from relaygate.api.authn import authenticate
 from relaygate.api.sse import SSEResponse
-from relaygate.errors import GatewayError, UpstreamError, bad_request
+from relaygate.errors import GatewayError, bad_request
 from relaygate.state import Gateway, gateway
 from relaygate.streams.store import StreamStore
 
@@ -80,7 +80,7 @@ async def start(
 
 
 def response(
-    gw: Gateway, stream_id: str, headers: dict[str, str], failure: UpstreamError | None
+    gw: Gateway, stream_id: str, headers: dict[str, str], failure: GatewayError | None
 ) -> SSEResponse:
     """The original client's response: the same events a resuming client would get."""
     if failure is not None:
