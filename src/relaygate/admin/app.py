@@ -20,6 +20,7 @@ from relaygate.admin import (
     issuers,
     keys,
     limits,
+    server,
     tenants,
     usage,
     vault,
@@ -142,6 +143,7 @@ def create_admin_app(context: Callable[[], AdminContext]) -> FastAPI:
         usage,
         vault,
         webhooks,
+        server,
     ):
         app.include_router(module.router, responses=_ERRORS)
     app.add_middleware(AuditTrail, context=context)

@@ -1,8 +1,10 @@
-"""uvicorn's httptools protocol with three changes: a response's head and first body part go out
+"""uvicorn's httptools protocol with four changes: a response's head and first body part go out
 in one write (`server.coalesce`); each request's scope carries the extensions of
-`server.extensions` (told of a lost connection without a task; whether the body has arrived);
-and at graceful shutdown a connection accepted but still without its first request is given a
-moment to send it.
+`server.extensions` (told of a lost connection without a task; whether the body has arrived;
+the process's counters); a request the HTTP parser refuses is answered in the gateway's JSON
+error envelope instead of uvicorn's text/plain, and counted (`server.stats`, with the clients
+that leave while sending a body); and at graceful shutdown a connection accepted but still
+without its first request is given a moment to send it.
 
 When a worker stops (replaced by the supervisor, or the gateway shutting down) uvicorn closes
 such a connection at once. A client that connected just before the listener closed has usually
@@ -15,14 +17,24 @@ handle that from every server, at each keep-alive timeout.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from relaygate.errors import GatewayError
 from relaygate.server import extensions
 from relaygate.server.coalesce import CoalescingSend
+from relaygate.server.stats import ServerStats, server_stats
 
 FIRST_REQUEST_GRACE_S = 2.0
+
+log = logging.getLogger("relaygate.server")
+
+# The parser's reasons are fixed strings of llhttp (never the client's bytes); one is not
+# self-explanatory.
+_REASONS = {"Pause on PRI/Upgrade": "HTTP/2 is not supported, use HTTP/1.1"}
 
 
 class GracefulHttpToolsProtocol(HttpToolsProtocol):
@@ -32,7 +44,17 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
     stopping = False  # shutdown was asked while waiting for the first request
     lost = False  # the client's connection is gone
     _on_lost: list[Callable[[], None]] | None = None
+    refused = False  # the parser refused this connection's input: answered 400 and closed
     _disconnect: dict[object, object] | None = None  # the relaygate.disconnect extension
+    _stats: ServerStats | None = None
+    _refusal_pending: bytes | None = None  # a 400 waiting for earlier answers to go out
+
+    @property
+    def stats(self) -> ServerStats:
+        """The counters of this worker process (shared by all its connections)."""
+        if self._stats is None:
+            self._stats = server_stats(self.app_state)
+        return self._stats
 
     def on_message_begin(self) -> None:
         self.started_any = True
@@ -51,6 +73,7 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         cycle.scope["extensions"] = {
             extensions.DISCONNECT: self._disconnect,
             extensions.BODY: {"complete": lambda: not cycle.more_body},  # this request's body
+            extensions.STATS: {"snapshot": self.stats.snapshot},
         }
         if self.stopping:
             cycle.keep_alive = False  # answer it, then close
@@ -72,7 +95,88 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
 
         return withdraw
 
+    def data_received(self, data: bytes) -> None:
+        """As uvicorn's, but a request the parser refuses gets the JSON envelope (`refuse`),
+        and an upgrade the gateway does not speak (it speaks none) is served as plain HTTP
+        without uvicorn's warning about a missing WebSocket library."""
+        if self.refused:
+            return  # the parser cannot resume; the refusal is answered or on its way
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.refuse(str(exc) or type(exc).__name__)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                log.debug("an Upgrade request was answered as plain HTTP/1.1")
+
+    def refuse(self, reason: str) -> None:
+        """Answer 400 in the error envelope, count it, and close: the parser cannot say where
+        a next request would begin, so the connection cannot be kept.
+
+        Requests of this connection parsed before the bad bytes (pipelined) are answered
+        first. When the bad bytes are the body of the request in progress, its handler hears
+        of a lost connection; if it has begun to answer, the connection is only closed (a
+        second answer inside the first would be garbage to the client)."""
+        reason = _REASONS.get(reason, reason)
+        self.refused = True
+        self.stats.invalid_requests[reason] += 1
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        log.info("refused an invalid HTTP request from %s: %s", client, reason)
+        answer = self._refusal(reason)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and not cycle.more_body:
+            self._refusal_pending = answer  # sent once the earlier answers are out
+            return
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            self.transport.write(answer)
+        self.transport.close()
+
+    def _refusal(self, reason: str) -> bytes:
+        body = GatewayError(
+            400, f"invalid HTTP/1.1 request: {reason}", code="invalid_http_request"
+        ).to_bytes()
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        defaults = self.server_state.default_headers  # date, server
+        head += [name + b": " + value + b"\r\n" for name, value in defaults]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+        ]
+        return b"".join(head) + body
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._refusal_pending is not None:
+            # On the next turn: the answer just completed may still be held (server.coalesce).
+            self.loop.call_soon(self._send_pending_refusal)
+
+    def _send_pending_refusal(self) -> None:
+        cycle = self.cycle  # the last request parsed: once answered, all before it are
+        if self._refusal_pending is None or (cycle is not None and not cycle.response_complete):
+            return
+        answer, self._refusal_pending = self._refusal_pending, None
+        if not self.transport.is_closing():
+            self.transport.write(answer)
+        self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's own 400 (text/plain), should any path of it still call this."""
+        self.refuse(msg)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        cycle = self.cycle
+        if (
+            cycle is not None
+            and cycle.more_body
+            and not cycle.response_complete
+            and not self.refused
+            and not self.lost
+        ):
+            self.stats.body_disconnects += 1  # the client left while sending its body
         self.lost = True
         super().connection_lost(exc)
         callbacks, self._on_lost = self._on_lost, None
