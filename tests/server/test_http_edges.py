@@ -204,3 +204,35 @@ def test_only_the_operator_reads_the_counters(gateway: RunningGateway) -> None:
     assert answer.status_code == 401
     stats = _stats(gateway)
     assert stats["pid"] > 0 and stats["since"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + b"X-Many: a\r\n" * 10_000 + b"\r\n",
+        b"GET /healthz?" + b"q" * 100_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
+        # Never finished: the gateway does not wait for the end of a head it will refuse.
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Endless: " + b"a" * 100_000,
+    ],
+    ids=["one huge header", "many headers", "huge URL", "unfinished huge head"],
+)
+def test_a_head_over_64_kib_is_refused_with_431(gateway: RunningGateway, head: bytes) -> None:
+    before = _stats(gateway)["invalid_http_requests"]
+    raw, closed = _exchange(gateway, head)
+    status, headers, body = _response(raw)
+    assert (status, headers["content-type"], closed) == (431, "application/json", True)
+    assert orjson.loads(body)["error"] == {
+        "message": "the request line and headers exceed 65536 bytes",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "request_headers_too_large",
+    }
+    assert _stats(gateway)["invalid_http_requests"] == before + 1
+    _assert_serving(gateway)
+
+
+def test_a_head_just_under_the_bound_is_served(gateway: RunningGateway) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 60_000 + b"\r\n\r\n"
+    raw, _ = _exchange(gateway, head)
+    assert _response(raw)[0] == 200
