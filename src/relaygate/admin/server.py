@@ -23,9 +23,13 @@ class ServerStatsOut(BaseModel):
     object: str = "server.stats"
     counted: bool
     pid: int | None = None
-    since: str | None = Field(None, description="When this process started counting (UTC)")
+    since: str | None = Field(
+        None, description="When this process began counting: its first connection (UTC)"
+    )
     invalid_http_requests: int | None = Field(
-        None, description="Requests the HTTP parser refused (answered 400 invalid_http_request)"
+        None,
+        description="Requests the HTTP parser refused (400 invalid_http_request, or 431"
+        " request_headers_too_large)",
     )
     invalid_http_requests_by_reason: dict[str, int] | None = Field(
         None, description="The same, by the parser's reason"
