@@ -100,7 +100,7 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         cycle.scope["extensions"] = {
             extensions.DISCONNECT: self._disconnect,
             extensions.BODY: {"complete": lambda: not cycle.more_body},  # this request's body
-            extensions.STATS: {"snapshot": self.stats.snapshot},
+            extensions.STATS: self.stats.extension,
         }
         if self.stopping:
             cycle.keep_alive = False  # answer it, then close

@@ -32,6 +32,10 @@ class ServerStats:
     started_at: float = field(default_factory=time.time)
     invalid_requests: Counter[str] = field(default_factory=Counter)  # by the parser's reason
     body_disconnects: int = 0
+    extension: dict[object, object] = field(init=False)  # the `relaygate.stats` extension
+
+    def __post_init__(self) -> None:
+        self.extension = {"snapshot": self.snapshot}  # made once, put in every request's scope
 
     def snapshot(self) -> dict[str, Any]:
         """The counters as JSON-ready values."""
