@@ -51,6 +51,7 @@ from relaygate.state import Gateway
 from relaygate.store.database import create_engine, migrate_async, sessionmaker
 from relaygate.store.snapshot import load_snapshot, policy_version
 from relaygate.store.spend import spend_seed
+from relaygate.store.startup_lock import startup_lock
 from relaygate.streams.memory import MemoryStreamStore
 from relaygate.streams.redis_store import RedisStreamStore
 from relaygate.streams.store import StreamStore
@@ -141,7 +142,8 @@ async def build_gateway(config: GatewayConfig, environ: Mapping[str, str]) -> Ga
     server = config.server
     secrets = provider_secrets(config, environ)
     url = server.resolved_database_url()
-    await migrate_async(url)
+    async with startup_lock(url):  # replicas and workers started together migrate one at a time
+        await migrate_async(url)
     engine = create_engine(url)
     sessions = sessionmaker(engine)
     # Usage a crashed sibling worker left in its journal (segments of live processes are skipped).
