@@ -34,7 +34,7 @@ REPLICAS = 10
 WORKERS = 2
 TENANT_KEY = "concurrent-start-tenant-key-0123456789abc"
 ADMIN_KEY = "concurrent-start-admin-key-0123456789abcde"
-DEADLINE_S = 150  # generous: twelve interpreters importing at once on a small, shared machine
+DEADLINE_S = 240  # generous: twelve interpreters importing at once on a small, shared machine
 
 
 @dataclass
@@ -185,7 +185,7 @@ async def _key_rows(database_url: str) -> list[tuple[str, str | None]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("round_", [1, 2, 3])
+@pytest.mark.parametrize("round_", [1, 2])
 def test_ten_replicas_and_two_workers_start_together_on_empty_postgresql(
     round_: int, tmp_path: Path, redis_url: str
 ) -> None:

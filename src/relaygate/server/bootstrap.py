@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 
 from relaygate.config.schema import GatewayConfig
-from relaygate.store.database import create_engine, migrate_async, sessionmaker
+from relaygate.store.database import create_engine, migrate_if_behind, sessionmaker
 from relaygate.store.keys import BootstrapResult, KeyStore, chosen_keys
 from relaygate.store.startup_lock import startup_lock
 from relaygate.usage.journal import journal_directory, replay_journal
@@ -25,7 +25,7 @@ async def bootstrap(config: GatewayConfig, environ: Mapping[str, str]) -> Bootst
     engine = create_engine(url)
     try:
         async with startup_lock(url):
-            await migrate_async(url)
+            await migrate_if_behind(url)
             result = await KeyStore(sessionmaker(engine)).bootstrap(
                 config.server.default_tenant,
                 tenant_key=tenant_key,

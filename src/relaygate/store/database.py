@@ -13,9 +13,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from relaygate.store.errors import DatabaseNotReady
+from relaygate.store.startup_lock import startup_lock
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -64,6 +64,34 @@ async def migrate_async(url: str) -> None:
     await asyncio.to_thread(migrate, url)
 
 
+async def current_revision(url: str) -> str | None:
+    """The schema revision the database holds (None: no Relaygate schema yet)."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            revision: str | None = await connection.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+            return revision
+    finally:
+        await engine.dispose()
+
+
+async def migrate_if_behind(url: str) -> None:
+    """Run the migrations unless the schema is current (call it holding the startup lock)."""
+    if await current_revision(url) != await asyncio.to_thread(head_revision, url):
+        await migrate_async(url)
+
+
+async def migrate_exclusively(url: str) -> None:
+    """Bring the schema to head, one process at a time (store/startup_lock.py). A process that
+    finds it current, as every replica and worker after the first does, takes no lock."""
+    if await current_revision(url) == await asyncio.to_thread(head_revision, url):
+        return
+    async with startup_lock(url):
+        await migrate_if_behind(url)
+
+
 def shown_location(url: str) -> str:
     """Where `url` points, fit to print: the absolute file of SQLite, else the URL without its
     password."""
@@ -90,18 +118,12 @@ async def require_current_schema(url: str) -> None:
             raise DatabaseNotReady("an in-memory SQLite database holds nothing for this command")
         if not await asyncio.to_thread(Path(parsed.database).is_file):
             raise DatabaseNotReady(f"no Relaygate database at {where}")
-    engine = create_async_engine(url, poolclass=NullPool)
     try:
-        async with engine.connect() as connection:
-            found = await connection.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
-            )
+        found = await current_revision(url)
     except (DBAPIError, OSError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
         raise DatabaseNotReady(f"cannot open the database {where}: {reason}") from None
-    finally:
-        await engine.dispose()
-    head = head_revision(url)
+    head = await asyncio.to_thread(head_revision, url)
     if found is None:
         raise DatabaseNotReady(f"the database {where} holds no Relaygate schema yet")
     if found != head:
