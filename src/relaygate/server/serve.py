@@ -47,7 +47,7 @@ def serve(config: GatewayConfig, config_path: str | None) -> int:
     except (DBAPIError, OSError) as exc:
         where = shown_location(server.resolved_database_url())
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
-        print(f"error: cannot prepare the database {where}: {reason}", file=sys.stderr)
+        print(f"error: cannot start (database {where}): {reason}", file=sys.stderr)
         return 1
     first_model = (
         config.routes[0].name
