@@ -49,7 +49,7 @@ from relaygate.server.logs import configure_logging
 from relaygate.server.recycle import Recycler
 from relaygate.server.supervisor import RECYCLE_DIR_ENV, die_with_supervisor
 from relaygate.state import Gateway
-from relaygate.store.database import create_engine, migrate_async, sessionmaker
+from relaygate.store.database import create_engine, migrate_exclusively, sessionmaker
 from relaygate.store.snapshot import load_snapshot, policy_version
 from relaygate.store.spend import spend_seed
 from relaygate.streams.memory import MemoryStreamStore
@@ -142,7 +142,7 @@ async def build_gateway(config: GatewayConfig, environ: Mapping[str, str]) -> Ga
     server = config.server
     secrets = provider_secrets(config, environ)
     url = server.resolved_database_url()
-    await migrate_async(url)
+    await migrate_exclusively(url)  # replicas and workers started together take turns
     engine = create_engine(url)
     sessions = sessionmaker(engine)
     # Usage a crashed sibling worker left in its journal (segments of live processes are skipped).
