@@ -49,7 +49,9 @@ class JobRequest:
                 param="body.stream",
             )
         callback = payload.get("callback_url")
-        if callback is not None and (not isinstance(callback, str) or len(callback) > 2048):
+        if callback is not None and (
+            not isinstance(callback, str) or len(callback) > 2048 or "\x00" in callback
+        ):
             raise bad_request("callback_url must be a URL string", param="callback_url")
         return cls(url, body, callback, metadata_of(payload.get("metadata")))
 
