@@ -16,9 +16,6 @@ from relaygate.errors import bad_request
 # refuses NUL in text, so both are checked before anything is stored.
 MAX_USER_CHARS = 256
 MAX_MODEL_CHARS = 256
-METADATA_PAIRS = 16
-METADATA_KEY_CHARS = 64
-METADATA_VALUE_CHARS = 512
 
 
 def integer(value: Any, param: str, low: int, high: int) -> int:
@@ -123,29 +120,6 @@ def depth(body: dict[str, Any], most: int, prefix: str = "") -> None:
                         below.append(child)
             level = below
             reached += 1
-
-
-def metadata(value: Any, param: str) -> dict[str, str] | None:
-    """OpenAI's metadata: at most 16 string pairs, keys <= 64 and values <= 512 characters."""
-    if value is None:
-        return None
-    if not isinstance(value, dict) or len(value) > METADATA_PAIRS:
-        raise bad_request(
-            f"'{param}' must be an object of at most {METADATA_PAIRS} pairs", param=param
-        )
-    for key, item in value.items():
-        if len(key) > METADATA_KEY_CHARS or not isinstance(item, str):
-            raise bad_request(
-                f"'{param}' keys must be at most {METADATA_KEY_CHARS} characters and its values"
-                f" strings of at most {METADATA_VALUE_CHARS}",
-                param=param,
-            )
-        if len(item) > METADATA_VALUE_CHARS:
-            raise bad_request(
-                f"'{param}.{key[:64]}' must be at most {METADATA_VALUE_CHARS} characters",
-                param=f"{param}.{key[:64]}",
-            )
-    return value
 
 
 def plausible_id(value: str) -> bool:

@@ -56,9 +56,14 @@ def _end_user(body: dict[str, Any], prefix: str) -> str | None:
 
 
 def _metadata(body: dict[str, Any], bounds: BoundsConfig, prefix: str) -> None:
-    meta = checks.metadata(body.get("metadata"), prefix + "metadata")
-    if not meta:
+    """`metadata` is an object; the keys the simulator reads hold numbers within their range.
+
+    Other keys and values pass through as they are (providers other than OpenAI may accept
+    what OpenAI's own rules, at most 16 string pairs, would not)."""
+    meta = body.get("metadata")
+    if meta is None:
         return
+    checks.obj(meta, prefix + "metadata")
     ranges = (
         ("simulator_reply_tokens", 0.0, float(bounds.max_output_tokens)),
         ("simulator_ttft_ms", 0.0, SIMULATOR_TTFT_MS_MAX),
@@ -67,9 +72,12 @@ def _metadata(body: dict[str, Any], bounds: BoundsConfig, prefix: str) -> None:
     for key, low, high in ranges:
         if key not in meta:
             continue
+        raw = meta[key]
         try:
-            value = float(meta[key])
-        except ValueError:
+            value = float(raw) if isinstance(raw, str | int | float) else math.nan
+        except (ValueError, OverflowError):
+            value = math.nan
+        if isinstance(raw, bool):
             value = math.nan
         if not (math.isfinite(value) and low <= value <= high):
             raise bad_request(
