@@ -12,7 +12,7 @@ from starlette.types import Message
 
 from relaygate.api.authn import authenticate
 from relaygate.api.body import parse_json, read_body
-from relaygate.api.checks import plausible_id
+from relaygate.api.checks import member, plausible_id
 from relaygate.api.jobs import job_service
 from relaygate.api.listing import page_args, page_response
 from relaygate.api.responses import json_response
@@ -110,12 +110,12 @@ async def create_batch(request: Request) -> Response:
     principal = await authenticate(request, gw, raw)
     body = parse_json(raw)
     endpoint = body.get("endpoint")
-    if endpoint not in ENDPOINTS:
+    if not member(endpoint, ENDPOINTS):
         raise bad_request(
             f"endpoint must be one of {', '.join(sorted(ENDPOINTS))}", param="endpoint"
         )
     window = body.get("completion_window")
-    if window not in WINDOWS:
+    if not member(window, WINDOWS):
         raise bad_request("completion_window must be '24h'", param="completion_window")
     file_id = body.get("input_file_id")
     if not isinstance(file_id, str) or not plausible_id(file_id):

@@ -8,7 +8,8 @@ engine, no copies. `param` is the name the client sees in `error.param`, such as
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Container
+from typing import Any, TypeGuard
 
 from relaygate.errors import bad_request
 
@@ -16,6 +17,12 @@ from relaygate.errors import bad_request
 # refuses NUL in text, so both are checked before anything is stored.
 MAX_USER_CHARS = 256
 MAX_MODEL_CHARS = 256
+
+
+def member(value: Any, allowed: Container[str]) -> TypeGuard[str]:
+    """Whether `value` is one of the strings `allowed` (a list or an object is not, and is not
+    hashed: `[] in frozenset()` would raise)."""
+    return isinstance(value, str) and value in allowed
 
 
 def integer(value: Any, param: str, low: int, high: int) -> int:

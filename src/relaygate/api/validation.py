@@ -129,7 +129,7 @@ def _message(index: int, message: Any, prefix: str) -> bool:
     """Check one message; whether it holds an image."""
     param = f"{prefix}messages[{index}]"
     checks.obj(message, param)
-    if message.get("role") not in ROLES:
+    if not checks.member(message.get("role"), ROLES):
         raise bad_request(
             f"{param}.role must be one of {', '.join(sorted(ROLES))}", param=param + ".role"
         )
@@ -185,7 +185,7 @@ def _response_format(body: dict[str, Any], prefix: str) -> bool:
     if fmt is None:
         return False
     param = prefix + "response_format"
-    if not isinstance(fmt, dict) or fmt.get("type") not in FORMATS:
+    if not isinstance(fmt, dict) or not checks.member(fmt.get("type"), FORMATS):
         raise bad_request(f"'{param}.type' must be text, json_object or json_schema", param=param)
     if fmt["type"] == "json_schema":
         spec = checks.obj(fmt.get("json_schema"), param + ".json_schema")
@@ -303,7 +303,7 @@ def validate_embeddings(
     checks.depth(body, bounds.max_depth, prefix)
     model = _model(body, prefix)
     _input(body.get("input"), bounds, prefix)
-    if body.get("encoding_format", "float") not in ENCODINGS:
+    if not checks.member(body.get("encoding_format", "float"), ENCODINGS):
         raise bad_request(
             f"'{prefix}encoding_format' must be 'float' or 'base64'",
             param=prefix + "encoding_format",

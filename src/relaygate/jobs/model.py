@@ -36,7 +36,7 @@ class JobRequest:
         if unknown:
             raise bad_request(f"unknown field '{unknown[0]}'", param=unknown[0])
         url = payload.get("url")
-        if url not in ENDPOINTS:
+        if not isinstance(url, str) or url not in ENDPOINTS:
             raise bad_request(f"url must be one of {', '.join(sorted(ENDPOINTS))}", param="url")
         if payload.get("method", "POST") != "POST":
             raise bad_request("method must be POST", param="method")
