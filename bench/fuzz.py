@@ -285,9 +285,7 @@ def _fuzz_operation(
         pick=st.integers(min_value=0, max_value=10**6),
         metadata_key=st.integers(min_value=0, max_value=3 * len(SIMULATOR_KEYS)),
     )
-    def run(
-        case: Any, model: str | None, value: Any, pick: int, metadata_key: int
-    ) -> None:
+    def run(case: Any, model: str | None, value: Any, pick: int, metadata_key: int) -> None:
         _with_model(case, model)
         if hostile:
             _plant(case.body, pick, value, metadata_key)
