@@ -74,6 +74,8 @@ CHAT_CASES = [
         for value in ("nan", "inf", "-1", "1e400", "many")
     ),
     # Every other field the gateway or an adapter reads.
+    pytest.param({"messages": [{"role": ["user"]}]}, "messages[0].role", id="role-a-list"),
+    pytest.param({"response_format": {"type": {}}}, "response_format", id="format-type-object"),
     pytest.param({"messages": [{"role": "user", "content": [5]}]}, "messages[0].content[0]"),
     pytest.param(
         {"messages": [{"role": "user", "content": [{"type": 5}]}]}, "messages[0].content[0].type"
@@ -175,6 +177,7 @@ EMBEDDING_CASES = [
     pytest.param({"input": "x", "dimensions": 4097}, "dimensions", id="dimensions-4097"),
     pytest.param({"input": "x", "dimensions": 1e12}, "dimensions", id="dimensions-float"),
     pytest.param({"input": "x", "user": ["u"]}, "user"),
+    pytest.param({"input": "x", "encoding_format": ["float"]}, "encoding_format"),
     pytest.param({"input": "x", "metadata": ["simulator_fault"]}, "metadata"),
     pytest.param({"input": _nested(100)}, "input", id="nested-100-deep"),
 ]
@@ -210,6 +213,29 @@ def test_requests_within_every_bound_still_work(gateway: RunningGateway) -> None
     assert [len(item["embedding"]) for item in response.json()["data"]] == [4096, 4096]
     tokens = {"model": "simulator/sim-embed", "input": list(range(5000))}
     assert _post(gateway, "/embeddings", tokens).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/jobs", {"url": ["/v1/embeddings"], "body": {}}, "url"),
+        (
+            "/batches",
+            {"endpoint": [[]], "completion_window": "24h", "input_file_id": "f"},
+            "endpoint",
+        ),
+        (
+            "/batches",
+            {"endpoint": "/v1/embeddings", "completion_window": {}, "input_file_id": "f"},
+            "completion_window",
+        ),
+    ],
+)
+def test_a_list_or_an_object_where_a_name_is_expected_is_400(
+    gateway: RunningGateway, path: str, body: dict[str, Any], param: str
+) -> None:
+    # Found by the fuzzer: `[] in frozenset()` raises, which was a 500.
+    assert _error(_post(gateway, path, body))["param"] == param
 
 
 @pytest.mark.parametrize(
