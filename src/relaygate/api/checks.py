@@ -39,12 +39,15 @@ def optional_integer(body: dict[str, Any], name: str, low: int, high: int, prefi
         integer(value, prefix + name, low, high)
 
 
+NUMBER_TYPES = (int, float)  # exact types: a bool is not a number here
+
+
 def number(body: dict[str, Any], name: str, prefix: str) -> None:
     """`body[name]` absent, null, or a finite number."""
     value = body.get(name)
     if value is None:
         return
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+    if type(value) not in NUMBER_TYPES or not math.isfinite(value):
         raise bad_request(f"'{prefix}{name}' must be a number", param=prefix + name)
 
 
@@ -100,6 +103,16 @@ def array(value: Any, param: str, most: int, *, empty: bool = True) -> list[Any]
     return value
 
 
+def depth_of(raw: bytes, body: dict[str, Any], most: int, prefix: str = "") -> None:
+    """`depth` of `body` parsed from `raw`, walked only when `raw` has enough brackets to be
+    that deep (counting bytes runs at memory speed; most bodies then need no walk)."""
+    if raw.count(b"[") + raw.count(b"{") >= most:
+        depth(body, most, prefix)
+
+
+CONTAINERS = (dict, list)  # what parsed JSON nests in (exactly these types, never subclasses)
+
+
 def depth(body: dict[str, Any], most: int, prefix: str = "") -> None:
     """Refuse a body whose objects and lists nest deeper than `most` (the body itself is 1).
 
@@ -109,7 +122,7 @@ def depth(body: dict[str, Any], most: int, prefix: str = "") -> None:
     top-level field holding the deepest part.
     """
     for name, value in body.items():
-        if not isinstance(value, dict | list):
+        if type(value) not in CONTAINERS:
             continue
         level: list[Any] = [value]
         reached = 2
@@ -120,12 +133,12 @@ def depth(body: dict[str, Any], most: int, prefix: str = "") -> None:
                     param=prefix + name,
                     code="too_deep",
                 )
-            below: list[Any] = []
-            for item in level:
-                for child in item.values() if isinstance(item, dict) else item:
-                    if isinstance(child, dict | list):
-                        below.append(child)
-            level = below
+            level = [
+                child
+                for item in level
+                for child in (item.values() if type(item) is dict else item)
+                if type(child) in CONTAINERS
+            ]
             reached += 1
 
 

@@ -8,7 +8,9 @@ a batch line, so `param` reads `body.messages[0].role`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from relaygate.api import checks
@@ -102,7 +104,7 @@ def _content(param: str, content: Any) -> bool:
         elif kind in {"image_url", "input_image"}:
             image = True
             url = part.get("image_url")
-            if kind == "image_url" and not isinstance(url, str | dict):
+            if kind == "image_url" and not isinstance(url, (str, dict)):
                 raise bad_request(
                     f"'{where}.image_url' must be an object", param=where + ".image_url"
                 )
@@ -208,9 +210,40 @@ def _stop(body: dict[str, Any], bounds: BoundsConfig, prefix: str) -> None:
         checks.string(item, f"{param}[{k}]")
 
 
+FieldCheck = Callable[[dict[str, Any], str, BoundsConfig, str], None]
+
+# The optional chat fields read by the gateway or an adapter that need no answer back, each with
+# its check (`tools` and `response_format` also decide the capabilities, so they run apart).
+OPTIONAL_CHAT_FIELDS: Mapping[str, FieldCheck] = MappingProxyType(
+    {
+        "max_tokens": lambda b, n, bounds, p: checks.optional_integer(
+            b, n, 1, bounds.max_output_tokens, p
+        ),
+        "max_completion_tokens": lambda b, n, bounds, p: checks.optional_integer(
+            b, n, 1, bounds.max_output_tokens, p
+        ),
+        "n": lambda b, n, bounds, p: checks.optional_integer(b, n, 1, bounds.max_n, p),
+        **{name: lambda b, n, _bounds, p: checks.number(b, n, p) for name in NUMBERS},
+        "seed": lambda b, n, _bounds, p: checks.optional_integer(b, n, -(2**63), 2**63 - 1, p),
+        "logprobs": lambda b, n, _bounds, p: checks.boolean(b, n, p),
+        "top_logprobs": lambda b, n, _bounds, p: checks.optional_integer(b, n, 0, 20, p),
+        "parallel_tool_calls": lambda b, n, _bounds, p: checks.boolean(b, n, p),
+        "reasoning_effort": lambda b, n, _bounds, p: checks.optional_string(b, n, p, NAME_CHARS),
+        "safety_identifier": lambda b, n, _bounds, p: checks.optional_string(
+            b, n, p, checks.MAX_USER_CHARS
+        ),
+        "stop": lambda b, _n, bounds, p: _stop(b, bounds, p),
+        "tool_choice": lambda b, _n, _bounds, p: _tool_choice(b, p),
+        "metadata": lambda b, _n, bounds, p: _metadata(b, bounds, p),
+    }
+)
+
+
 def validate_chat(body: dict[str, Any], bounds: BoundsConfig, prefix: str = "") -> ChatSpec:
-    """Check the fields the gateway and its adapters read; raise a 400 naming the parameter."""
-    checks.depth(body, bounds.max_depth, prefix)
+    """Check the fields the gateway and its adapters read; raise a 400 naming the parameter.
+
+    The body's nesting is the caller's to check first (`checks.depth`; `admit` does it for
+    every data-plane request)."""
     model = _model(body, prefix)
     messages = checks.array(
         body.get("messages"), prefix + "messages", bounds.max_messages, empty=False
@@ -228,24 +261,14 @@ def validate_chat(body: dict[str, Any], bounds: BoundsConfig, prefix: str = "") 
     if options is not None:
         checks.obj(options, prefix + "stream_options")
         checks.boolean(options, "include_usage", prefix + "stream_options.")
-    for name in ("max_tokens", "max_completion_tokens"):
-        checks.optional_integer(body, name, 1, bounds.max_output_tokens, prefix)
-    checks.optional_integer(body, "n", 1, bounds.max_n, prefix)
-    for name in NUMBERS:
-        checks.number(body, name, prefix)
-    checks.optional_integer(body, "seed", -(2**63), 2**63 - 1, prefix)
-    checks.boolean(body, "logprobs", prefix)
-    checks.optional_integer(body, "top_logprobs", 0, 20, prefix)
-    checks.boolean(body, "parallel_tool_calls", prefix)
-    checks.optional_string(body, "reasoning_effort", prefix, NAME_CHARS)
-    checks.optional_string(body, "safety_identifier", prefix, checks.MAX_USER_CHARS)
-    _stop(body, bounds, prefix)
+    for name in body:  # only the optional fields present cost anything
+        check = OPTIONAL_CHAT_FIELDS.get(name)
+        if check is not None:
+            check(body, name, bounds, prefix)
     if _tools(body, bounds, prefix):
         needs.add("tools")
-    _tool_choice(body, prefix)
     if _response_format(body, prefix):
         needs.add("json")
-    _metadata(body, bounds, prefix)
     if stream:
         needs.add("streaming")
     return ChatSpec(
@@ -299,8 +322,7 @@ def _input(value: Any, bounds: BoundsConfig, prefix: str) -> None:
 def validate_embeddings(
     body: dict[str, Any], bounds: BoundsConfig, prefix: str = ""
 ) -> tuple[str, str | None]:
-    """Check an embeddings request; return (model, end user)."""
-    checks.depth(body, bounds.max_depth, prefix)
+    """Check an embeddings request; return (model, end user). Nesting: as `validate_chat`."""
     model = _model(body, prefix)
     _input(body.get("input"), bounds, prefix)
     if not checks.member(body.get("encoding_format", "float"), ENCODINGS):
@@ -314,7 +336,9 @@ def validate_embeddings(
 
 
 def validate_request(url: str, body: dict[str, Any], bounds: BoundsConfig, prefix: str) -> None:
-    """Check the body of a job or batch line for `url` (a chat or embeddings endpoint)."""
+    """Check the body of a job or batch line for `url` (a chat or embeddings endpoint),
+    its nesting included."""
+    checks.depth(body, bounds.max_depth, prefix)
     if url == "/v1/embeddings":
         validate_embeddings(body, bounds, prefix)
     else:
