@@ -198,6 +198,18 @@ def _slots(value: Any, found: list[tuple[Any, Any]], limit: int = 200) -> list[t
     return found[:limit]
 
 
+def _slow(key: str, value: Any) -> bool:
+    """Whether `value` is a valid but slow simulator setting (a long time to first token, a
+    slow rate): its answer is a legitimate upstream timeout, not what the fuzzer looks for."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    if key == "simulator_ttft_ms":
+        return 1000 <= number <= 600_000
+    return key == "simulator_tokens_per_s" and 0 < number < 100
+
+
 def _plant(body: Any, pick: int, value: Any, metadata_key: int) -> None:
     """Put `value` in one place of `body`: an existing field (chosen by `pick`), or one of the
     `metadata` keys the simulator reads."""
@@ -205,7 +217,8 @@ def _plant(body: Any, pick: int, value: Any, metadata_key: int) -> None:
         return
     target = body["body"] if isinstance(body.get("body"), dict) else body  # a job's request
     if metadata_key < len(SIMULATOR_KEYS):
-        target["metadata"] = {SIMULATOR_KEYS[metadata_key]: value}
+        key = SIMULATOR_KEYS[metadata_key]
+        target["metadata"] = {key: "inf" if _slow(key, value) else value}
         return
     slots = _slots(body, [])
     if slots:
@@ -335,6 +348,14 @@ def main() -> None:
     parser.add_argument("--url", help="fuzz this gateway instead of starting one")
     parser.add_argument("--key", help="a tenant key of the gateway at --url")
     parser.add_argument("--pid", type=int, help="the gateway's process id, to measure its memory")
+    parser.add_argument(
+        "--only", help="fuzz the operations whose label contains this (e.g. 'POST /v1/emb')"
+    )
+    parser.add_argument(
+        "--modes",
+        default="positive,negative,hostile",
+        help="comma-separated: positive, negative, hostile",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         service = None
@@ -345,7 +366,18 @@ def main() -> None:
             base_url, pid = f"http://127.0.0.1:{port}", service.pid
         try:
             before = rss_of(pid) if pid else None
-            figures = fuzz(base_url, key, args.examples, seed=args.seed)
+            modes = tuple(
+                HOSTILE_MODE if m == HOSTILE_MODE else GenerationMode(m)
+                for m in args.modes.split(",")
+            )
+            figures = fuzz(
+                base_url,
+                key,
+                args.examples,
+                seed=args.seed,
+                modes=modes,
+                only=lambda label: args.only is None or args.only in label,
+            )
             after = rss_of(pid) if pid else None
             problems = healthy(base_url)
         finally:
