@@ -276,6 +276,7 @@ BOUNDS = {
     "max_output_tokens": 1000,
     "max_embedding_inputs": 2,
     "max_embedding_dimensions": 8,
+    "max_embedding_values": 12,
     "max_depth": 8,
 }
 
@@ -317,6 +318,7 @@ def bounded(
         ("/chat/completions", {"x": _nested(8)}, "x", 8),
         ("/embeddings", {"input": ["a", "b", "c"]}, "input", 2),
         ("/embeddings", {"input": "a", "dimensions": 9}, "dimensions", 8),
+        ("/embeddings", {"input": ["a", "b"], "dimensions": 8}, "dimensions", 12),
     ],
 )
 def test_every_bound_is_configurable(

@@ -285,11 +285,12 @@ def _token_ids(value: list[Any], param: str) -> None:
         checks.integer(token, f"{param}[{k}]", 0, TOKEN_ID_MAX)
 
 
-def _input(value: Any, bounds: BoundsConfig, prefix: str) -> None:
-    """A non-empty string, or a list of one kind: strings, token ids, or token-id lists."""
+def _input(value: Any, bounds: BoundsConfig, prefix: str) -> int:
+    """A non-empty string, or a list of one kind: strings, token ids, or token-id lists.
+    Returns how many inputs that is."""
     param = prefix + "input"
     if isinstance(value, str) and value:
-        return
+        return 1
     wrong = bad_request(
         f"'{param}' must be a non-empty string, a list of non-empty strings, a list of token"
         " ids, or a list of token-id lists (one kind, not mixed)",
@@ -300,7 +301,7 @@ def _input(value: Any, bounds: BoundsConfig, prefix: str) -> None:
     first = value[0]
     if isinstance(first, int) and not isinstance(first, bool):
         _token_ids(value, param)  # one input of token ids: the body size bounds its length
-        return
+        return 1
     checks.array(value, param, bounds.max_embedding_inputs)
     if isinstance(first, str):
         for k, item in enumerate(value):
@@ -308,7 +309,7 @@ def _input(value: Any, bounds: BoundsConfig, prefix: str) -> None:
                 raise bad_request(
                     f"'{param}[{k}]' must be a non-empty string", param=f"{param}[{k}]"
                 )
-        return
+        return len(value)
     if not isinstance(first, list):
         raise wrong
     for k, item in enumerate(value):
@@ -317,6 +318,7 @@ def _input(value: Any, bounds: BoundsConfig, prefix: str) -> None:
                 f"'{param}[{k}]' must be a non-empty list of token ids", param=f"{param}[{k}]"
             )
         _token_ids(item, f"{param}[{k}]")
+    return len(value)
 
 
 def validate_embeddings(
@@ -324,13 +326,20 @@ def validate_embeddings(
 ) -> tuple[str, str | None]:
     """Check an embeddings request; return (model, end user). Nesting: as `validate_chat`."""
     model = _model(body, prefix)
-    _input(body.get("input"), bounds, prefix)
+    inputs = _input(body.get("input"), bounds, prefix)
     if not checks.member(body.get("encoding_format", "float"), ENCODINGS):
         raise bad_request(
             f"'{prefix}encoding_format' must be 'float' or 'base64'",
             param=prefix + "encoding_format",
         )
     checks.optional_integer(body, "dimensions", 1, bounds.max_embedding_dimensions, prefix)
+    dimensions = body.get("dimensions")
+    if dimensions is not None and inputs * dimensions > bounds.max_embedding_values:
+        raise bad_request(
+            f"{inputs} inputs of {dimensions} dimensions are more than the"
+            f" {bounds.max_embedding_values} values one request may ask for",
+            param=prefix + "dimensions",
+        )
     _metadata(body, bounds, prefix)
     return model, _end_user(body, prefix)
 

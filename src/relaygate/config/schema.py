@@ -513,6 +513,13 @@ class BoundsConfig(Strict):
     max_embedding_dimensions: int = Field(
         4096, ge=1, le=65_536, description="Embeddings `dimensions`"
     )
+    max_embedding_values: int = Field(
+        4_194_304,
+        ge=1,
+        le=2**31,
+        description="Embeddings inputs x `dimensions` (the size of the answer, when"
+        " `dimensions` is given)",
+    )
     max_depth: int = Field(
         64,
         ge=8,
