@@ -351,7 +351,7 @@ def test_a_job_body_is_validated_when_the_job_is_created(bounded: RunningGateway
 def test_a_job_answer_larger_than_its_bound_fails_the_job(bounded: RunningGateway) -> None:
     job = {
         "url": "/v1/embeddings",
-        "body": {"model": "simulator/sim-embed", "input": ["a", "b"], "dimensions": 8},
+        "body": {"model": "simulator/sim-embed", "input": "a", "dimensions": 8},
     }
     small = _post(bounded, "/jobs", job)
     reply = {"model": "fast", "messages": HELLO, "metadata": {"simulator_reply_tokens": "500"}}
