@@ -129,6 +129,11 @@ def _tool_calls(param: str, calls: Any) -> None:
 
 def _message(index: int, message: Any, prefix: str) -> bool:
     """Check one message; whether it holds an image."""
+    if type(message) is dict and len(message) == 2:
+        # The common case, `{"role": ..., "content": "text"}`, in a few operations.
+        role = message.get("role")
+        if type(role) is str and role in ROLES and type(message.get("content")) is str:
+            return False
     param = f"{prefix}messages[{index}]"
     checks.obj(message, param)
     if not checks.member(message.get("role"), ROLES):
