@@ -20,7 +20,17 @@ from starlette.types import ASGIApp
 
 from relaygate.admin.app import create_admin_app
 from relaygate.admin.context import AdminContext, AdminPrincipal, VaultAccess
-from relaygate.api import batches, chat, embeddings, errors, health, jobs, models, streams
+from relaygate.api import (
+    batches,
+    chat,
+    embeddings,
+    errors,
+    health,
+    jobs,
+    models,
+    openapi,
+    streams,
+)
 from relaygate.api.fastpath import FastPaths
 from relaygate.api.middleware import RequestIdMiddleware
 from relaygate.audit.log import AuditLog
@@ -389,6 +399,7 @@ def create_app(
             Route("/v1/streams/{stream_id}", streams.stop, methods=["DELETE"]),
             Route("/v1/models", models.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", models.retrieve_model, methods=["GET"]),
+            Route("/v1/openapi.json", openapi.endpoint(), methods=["GET"]),
             Route("/healthz", health.healthz, methods=["GET"]),
             Route("/readyz", health.readyz, methods=["GET"]),
             Mount("/admin/v1", app=create_admin_app(admin_context)),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
+from relaygate.api import checks
 from relaygate.api.authn import authenticate
 from relaygate.api.body import parse_json, read_body
 from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
@@ -38,7 +39,9 @@ async def admit(request: Request) -> tuple[Gateway, Principal, JSON]:
     raw = await read_body(request, server.max_body_bytes, server.body_timeout_s)
     principal = await authenticate(request, gw, raw)
     key = principal.key
-    return gw, principal, parse_json(raw, key.max_body_bytes if key is not None else None)
+    body = parse_json(raw, key.max_body_bytes if key is not None else None)
+    checks.depth_of(raw, body, gw.config.bounds.max_depth)
+    return gw, principal, body
 
 
 def resolve(

@@ -46,7 +46,7 @@ def _frame(payload: Any) -> bytes:
 async def chat_completions(request: Request) -> Response | SSEResponse:
     """The OpenAI chat completions endpoint."""
     gw, principal, body = await admit(request)
-    spec = validate_chat(body)
+    spec = validate_chat(body, gw.config.bounds)
     route, deployments = resolve(gw, principal, spec.model, spec.needs)
     complexity = None
     if route.classify is not None:

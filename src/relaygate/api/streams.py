@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from relaygate.api.authn import authenticate
+from relaygate.api.checks import plausible_id
 from relaygate.api.sse import SSEResponse
 from relaygate.errors import GatewayError, bad_request
 from relaygate.state import Gateway, gateway
@@ -106,7 +107,7 @@ async def _owned(request: Request) -> tuple[Gateway, StreamStore, str]:
     principal = await authenticate(request, gw)
     store = _store(gw)
     stream_id = request.path_params["stream_id"]
-    if await store.owner(stream_id) != principal.tenant_id:
+    if not plausible_id(stream_id) or await store.owner(stream_id) != principal.tenant_id:
         raise GatewayError(
             404,
             f"no stream with id '{stream_id[:64]}' (it may have expired)",
