@@ -54,18 +54,19 @@ if os.environ.get("RELAYGATE_TIMELINE_OUT"):
         setattr(owner, name, probe)
 
     def _install() -> None:
-        from uvicorn.protocols.http import httptools_impl
-
         from relaygate.api import fastpath
+        from relaygate.server.protocol import GracefulHttpToolsProtocol
 
-        received = httptools_impl.HttpToolsProtocol.data_received
+        # The gateway's protocol class overrides data_received (the head-size bound), so the
+        # first mark goes on that class, not on uvicorn's base class.
+        received = GracefulHttpToolsProtocol.data_received
 
         def data_received(self: Any, data: bytes) -> None:
             _current.clear()
             _current["request bytes received"] = _now()
             received(self, data)
 
-        httptools_impl.HttpToolsProtocol.data_received = data_received  # type: ignore[method-assign]
+        GracefulHttpToolsProtocol.data_received = data_received  # type: ignore[method-assign]
 
         dispatch = fastpath.FastPaths.__call__
 
