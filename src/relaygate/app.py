@@ -36,6 +36,7 @@ from relaygate.errors import GatewayError
 from relaygate.jobs.service import JobService
 from relaygate.jobs.store import JobStore
 from relaygate.limits import build_limiter
+from relaygate.observability.access import AccessLog
 from relaygate.policy.alerts import AlertSink
 from relaygate.privacy.pseudonym import Pseudonymizer
 from relaygate.providers.base import Provider
@@ -309,6 +310,7 @@ def create_app(
     jobs (and serves no socket)."""
     env = dict(os.environ if environ is None else environ)
     contexts: list[AdminContext] = []
+    access = AccessLog() if config.logging.access_log else None
 
     def admin_context() -> AdminContext:
         return contexts[0]
@@ -317,6 +319,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gw = await build_gateway(config, env)
         app.state.gateway = gw
+        gw.usage.on_record = access.on_usage if access is not None else None
         contexts.append(_admin_context(gw, _root_signing_secret(env)))
         gw.usage.start()
         gw.streams = stream_store(config, gw.redis)
@@ -400,7 +403,7 @@ def create_app(
         },
         lifespan=lifespan,
     )
-    outer = RequestIdMiddleware(FastPaths(app, data_plane))
+    outer = RequestIdMiddleware(FastPaths(app, data_plane), access)
     return outer
 
 
@@ -428,5 +431,5 @@ def create_app_from_env() -> ASGIApp:
     """Factory for the supervisor's workers: the config path comes from RELAYGATE_CONFIG."""
     die_with_supervisor()
     config = load_config(os.environ.get("RELAYGATE_CONFIG") or None)
-    configure_logging(config.server.log_level)  # a spawned worker starts with no handlers
+    configure_logging(config)  # a spawned worker starts with no handlers
     return create_app(config)

@@ -8,6 +8,7 @@ Error messages never contain the upstream URL or any credential.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +22,8 @@ from relaygate.providers.credentials import VaultCredentials
 from relaygate.providers.http1 import ConnectFailed, HTTPClientError, Pool, Response, encode_headers
 from relaygate.providers.sse import SSEDecoder, SSEEvent
 from relaygate.vault.scope import revealed_values
+
+log = logging.getLogger("relaygate.providers")
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -169,6 +172,16 @@ class UpstreamClient:
             payload = b""
         message, code, param = _error_message(payload)
         retry_after = _retry_after(response.headers)
+        # What the provider said, for the operator (the log's redaction filter removes secrets
+        # and personal data it may echo; vault credentials are removed here as well).
+        log.log(
+            logging.INFO if status == 429 else logging.WARNING,
+            "provider %r answered HTTP %d (%s): %s",
+            name,
+            status,
+            code,
+            self.redact(message)[:500] if message else "no error message",
+        )
         if 300 <= status < 400:
             raise UpstreamError(502, f"provider {name!r} answered with a redirect", retryable=False)
         if status in (401, 403):
