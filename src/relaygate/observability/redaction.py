@@ -17,7 +17,8 @@
   `[redacted:email]` / `[redacted:phone]` otherwise; card numbers are always removed.
 
 The patterns are compiled once per process; each text is scanned by at most three regular
-expressions, and those for personal data only when the text holds an `@` or a digit.
+expressions, each only when the text holds what it looks for (a known prefix or name, an `@`,
+three digits in a row); short texts (names, ids) are remembered.
 """
 
 from __future__ import annotations
@@ -35,20 +36,22 @@ _SENSITIVE_NAMES = (
     r"x-shopify-hmac-sha256|signature|sig|key"
 )
 
-_SECRETS = re.compile(
+# name: value / name=value / "name": "value" / ?key=value, and bearer tokens anywhere.
+_LABELLED = re.compile(
+    r"(?=[pPaAxXcCsStTrRiIwWkKbB])(?:"
+    r"(?P<labelled>(?P<label>(?i:" + _SENSITIVE_NAMES + r")[\"']?\s*[:=]\s*[\"']?)"
+    r"(?!\[redacted)(?:(?i:bearer|basic|digest|token)\s+|v1,)?[^\s\"',;&}\]]+)"
+    r"|(?P<bearer>(?P<scheme>\b(?i:bearer)\s+)[A-Za-z0-9._~+/=\-]{8,}))"
+)
+
+# Secrets recognisable by their shape.
+_SHAPED = re.compile(
     "|".join(
         (
             # PEM private keys (a whole block, whatever it spans).
             r"(?P<pem>-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)",
             # scheme://user:password@host -> the password goes.
             r"(?P<url_password>(?P<url_user>://[^\s/:@]+:)[^\s/@]+(?=@))",
-            # name: value / name=value / "name": "value" / ?key=value
-            r"(?P<labelled>(?P<label>(?<![\w-])[\w-]*?(?i:"
-            + _SENSITIVE_NAMES
-            + r")[\"']?\s*[:=]\s*[\"']?)"
-            r"(?!\[redacted)(?:(?i:bearer|basic|digest|token)\s+|v1,)?[^\s\"',;&}\]]+)",
-            # A bearer token outside any header name.
-            r"(?P<bearer>(?P<scheme>\b(?i:bearer)\s+)[A-Za-z0-9._~+/=\-]{8,})",
             # Relaygate keys: rg_live_<key id>_<secret><checksum>; the key id is not secret.
             r"(?P<relaygate>(?P<rg_keep>\brg_(?:live|test|admin)_[A-Za-z0-9]{1,16}_)[A-Za-z0-9]{8,})",
             r"(?P<relaygate_other>\brg_(?:live|test|admin)_[A-Za-z0-9_\-]{8,}+(?!\[))",
@@ -66,13 +69,25 @@ _SECRETS = re.compile(
     )
 )
 
+# A text is scanned for secrets only if it holds one of these (most log lines hold none).
+_TRIGGERS = (
+    "sk-", "sk_", "rk_", "rg_", "AIza", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
+    "github_pat_", "xox", "whsec_", "eyJ", "v1=", "v1,", "sha256=", "-----BEGIN", "://",
+)  # fmt: skip
+# ... or, lower-cased, one of these (the secret-bearing names, and `bearer`).
+_NAME_TRIGGERS = ("auth", "key", "secret", "pass", "pwd", "token", "sig", "bearer")
+# Phone and card numbers hold three digits in a row, or start with `+`.
+_NUMBER_TRIGGER = re.compile(r"\d{3}|\+\d")
+
 _EMAIL = re.compile(
     r"(?<![\w.%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*"
     r"\.[A-Za-z]{2,}\b"
 )
 
 _NUMBERS = re.compile(
-    "|".join(
+    # (the lookahead lets the engine skip, in C, every position that cannot start a number)
+    r"(?=[\d+(])(?:"
+    + "|".join(
         (
             # 13 to 19 digits, optionally grouped by spaces or dashes (checked by Luhn).
             r"(?P<card>(?<![\w\-+.])(?:\d[ \-]?){12,18}\d(?!\w|[.\-]\d))",
@@ -82,6 +97,7 @@ _NUMBERS = re.compile(
             r"(?P<nanp>(?<![\w.\-+])(?:\(\d{3}\)\s?|\d{3}[\-. ])\d{3}[\-. ]\d{4}(?!\w|[.\-]\d))",
         )
     )
+    + ")"
 )
 
 _LOGGING_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
@@ -122,10 +138,15 @@ class Redactor:
             cached = self._cache.get(text)
             if cached is not None:
                 return cached
-        result = _SECRETS.sub(self._secret, text)
+        result = text
+        lower = text.lower()
+        if any(t in lower for t in _NAME_TRIGGERS):
+            result = _LABELLED.sub(self._secret, result)
+        if any(t in result for t in _TRIGGERS):
+            result = _SHAPED.sub(self._secret, result)
         if "@" in result:
             result = _EMAIL.sub(self._email, result)
-        if any(c.isdigit() for c in result):
+        if _NUMBER_TRIGGER.search(result):
             result = _NUMBERS.sub(self._number, result)
         if short:
             if len(self._cache) >= _CACHE_LIMIT:
