@@ -36,6 +36,14 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return parse_retry_after(headers.get("retry-after"))
 
 
+def _clip(text: str, limit: int) -> str:
+    """`text` cut to about `limit` characters at a space: never in the middle of a word, where
+    half a secret would no longer look like one to the log's redaction."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(maxsplit=1)[0] + " [...]"
+
+
 def _error_message(payload: bytes) -> tuple[str | None, str | None, str | None]:
     """Pull message, code and param out of an OpenAI/Anthropic/Gemini error body, if any."""
     try:
@@ -180,7 +188,7 @@ class UpstreamClient:
             name,
             status,
             code,
-            self.redact(message)[:500] if message else "no error message",
+            _clip(self.redact(message), 2000) if message else "no error message",
         )
         if 300 <= status < 400:
             raise UpstreamError(502, f"provider {name!r} answered with a redirect", retryable=False)
