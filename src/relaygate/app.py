@@ -357,6 +357,8 @@ def create_app(
             await gw.audit.aclose()
             await gw.vault.kek.aclose()
             await gw.usage.aclose()
+            if access is not None:
+                access.flush()  # the lines of the last requests (and of the final usage records)
             for provider in gw.providers.values():
                 await provider.aclose()
             await gw.limiter.aclose()

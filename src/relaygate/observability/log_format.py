@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from relaygate.observability.redaction import is_standard_attribute
+from relaygate.observability.redaction import STANDARD_ATTRIBUTES
 
 # Extra fields that only make sense on a colour terminal (uvicorn adds one).
 _DROPPED = frozenset({"color_message"})
@@ -28,10 +28,11 @@ def rfc3339(created: float) -> str:
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     """The `extra=` fields of `record` (not the attributes every record has)."""
+    skip = STANDARD_ATTRIBUTES
     return {
         name: value
         for name, value in record.__dict__.items()
-        if not is_standard_attribute(name) and name[0] != "_" and name not in _DROPPED
+        if name not in skip and name[0] != "_" and name not in _DROPPED
     }
 
 

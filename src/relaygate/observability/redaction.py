@@ -100,7 +100,7 @@ _NUMBERS = re.compile(
     + ")"
 )
 
-_LOGGING_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "asctime",
     "taskName",
@@ -199,6 +199,7 @@ class RedactingFilter(logging.Filter):
         super().__init__()
         self.redactor = redactor
         self._plain = logging.Formatter()
+        self._secret_names: dict[str, bool] = {}  # field name -> holds a secret
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.__dict__.get("_redacted"):
@@ -216,11 +217,15 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         fields = record.__dict__
+        secret_names = self._secret_names
         for name, value in fields.items():
-            if name in _LOGGING_ATTRIBUTES:
+            if name in STANDARD_ATTRIBUTES:
                 continue
             if isinstance(value, str):
-                fields[name] = "[redacted]" if _SECRET_FIELD.match(name) else redact(value)
+                secret = secret_names.get(name)
+                if secret is None:
+                    secret = secret_names[name] = _SECRET_FIELD.match(name) is not None
+                fields[name] = "[redacted]" if secret else redact(value)
             elif isinstance(value, (dict, list, tuple)):
                 fields[name] = _redact_nested(value, redact)
         fields["_redacted"] = True
@@ -242,8 +247,3 @@ def _redact_nested(value: object, redact: Callable[[str], str]) -> object:
     if isinstance(value, (list, tuple)):
         return [_redact_nested(item, redact) for item in value]
     return value
-
-
-def is_standard_attribute(name: str) -> bool:
-    """True for the attributes every LogRecord has (not an `extra=` field)."""
-    return name in _LOGGING_ATTRIBUTES
