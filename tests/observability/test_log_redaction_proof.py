@@ -22,6 +22,7 @@ import orjson
 import pytest
 
 from relaygate.auth.keys import generate_key
+from relaygate.privacy.pseudonym import Pseudonymizer
 from relaygate.webhooks.signing import new_secret
 from tests.fakes.openai import API_KEY, FakeOpenAI
 from tests.jobs.helpers import chat_job, jobs_config
@@ -290,3 +291,51 @@ def test_no_secret_or_personal_data_in_any_log_line_and_every_request_has_its_li
     runs = [e for e in access.values() if e["method"] == "JOB"]
     assert runs and runs[0]["status"] == 200 and runs[0]["tenant"] == "default"
     assert runs[0]["model"] == "gpt-echo" and runs[0]["output_tokens"] > 0
+
+
+def test_text_format_pseudonyms_and_no_access_log(
+    tmp_path_factory: pytest.TempPathFactory, fake_openai: tuple[FakeOpenAI, str]
+) -> None:
+    """`RELAYGATE_LOG_FORMAT=text`, `logging.access_log: false`, `privacy.hash_pii: true`: text
+    lines, no access lines, and an e-mail address in a logged text becomes the same keyed
+    pseudonym the usage records use."""
+    config = jobs_config(fake_openai[1])
+    fakeoai = next(p for p in config["providers"] if p["name"] == "fakeoai")
+    fakeoai["models"].append({"name": "gpt-echo-error", "capabilities": ["chat"]})
+    config["logging"] = {"access_log": False}
+    config["privacy"] = {"hash_pii": True}
+    salt = "a-salt-for-the-log-proof-0123456789"
+    gw = start_gateway(
+        tmp_path_factory.mktemp("log-text"),
+        config,
+        env={
+            "FAKE_OPENAI_KEY": API_KEY,
+            "RELAYGATE_LOG_FORMAT": "text",
+            "RELAYGATE_PII_SALT": salt,
+        },
+        split_stderr=True,
+    )
+    try:
+        failed = _chat(
+            gw,
+            "proof-text",
+            {
+                "model": "fakeoai/gpt-echo-error",
+                "messages": [{"role": "user", "content": f"mail {PERSONAL['email']} now"}],
+                "metadata": {"status": "400"},
+            },
+        )
+        assert failed.status_code == 400, failed.text
+        ok = _chat(gw, "proof-text-ok", {"model": "fakeoai/gpt-echo", "messages": _messages()})
+        assert ok.status_code == 200
+    finally:
+        gw.stop()
+    assert gw.stderr_path is not None
+    stderr = gw.stderr_path.read_text()
+    pseudonym = Pseudonymizer(salt.encode())(PERSONAL["email"])
+    provider_lines = [line for line in stderr.splitlines() if " relaygate.providers: " in line]
+    assert provider_lines and all(" WARNING " in line for line in provider_lines)
+    assert f"mail [email:{pseudonym}] now" in provider_lines[0]
+    assert PERSONAL["email"] not in stderr + gw.logs()
+    assert "relaygate.access" not in stderr
+    assert not stderr.lstrip().startswith("{")
