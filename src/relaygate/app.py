@@ -20,7 +20,17 @@ from starlette.types import ASGIApp
 
 from relaygate.admin.app import create_admin_app
 from relaygate.admin.context import AdminContext, AdminPrincipal, VaultAccess
-from relaygate.api import batches, chat, embeddings, errors, health, jobs, models, streams
+from relaygate.api import (
+    batches,
+    chat,
+    embeddings,
+    errors,
+    health,
+    jobs,
+    models,
+    openapi,
+    streams,
+)
 from relaygate.api.fastpath import FastPaths
 from relaygate.api.middleware import RequestIdMiddleware
 from relaygate.audit.log import AuditLog
@@ -50,7 +60,7 @@ from relaygate.server.logs import configure_logging
 from relaygate.server.recycle import Recycler
 from relaygate.server.supervisor import RECYCLE_DIR_ENV, die_with_supervisor
 from relaygate.state import Gateway
-from relaygate.store.database import create_engine, migrate_async, sessionmaker
+from relaygate.store.database import create_engine, migrate_exclusively, sessionmaker
 from relaygate.store.snapshot import load_snapshot, policy_version
 from relaygate.store.spend import spend_seed
 from relaygate.streams.memory import MemoryStreamStore
@@ -143,7 +153,7 @@ async def build_gateway(config: GatewayConfig, environ: Mapping[str, str]) -> Ga
     server = config.server
     secrets = provider_secrets(config, environ)
     url = server.resolved_database_url()
-    await migrate_async(url)
+    await migrate_exclusively(url)  # replicas and workers started together take turns
     engine = create_engine(url)
     sessions = sessionmaker(engine)
     # Usage a crashed sibling worker left in its journal (segments of live processes are skipped).
@@ -394,6 +404,7 @@ def create_app(
             Route("/v1/streams/{stream_id}", streams.stop, methods=["DELETE"]),
             Route("/v1/models", models.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", models.retrieve_model, methods=["GET"]),
+            Route("/v1/openapi.json", openapi.endpoint(), methods=["GET"]),
             Route("/healthz", health.healthz, methods=["GET"]),
             Route("/readyz", health.readyz, methods=["GET"]),
             Mount("/admin/v1", app=create_admin_app(admin_context)),

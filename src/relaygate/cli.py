@@ -1,14 +1,15 @@
-"""The `relaygate` command: serve, worker, check-config, keys, vault, kek, audit, version."""
+"""The `relaygate` command: serve, worker, check-config, tenants, keys, vault, kek, audit,
+version."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
 
 from relaygate import __version__
+from relaygate.admin import commands as admin_commands
 from relaygate.audit import commands as audit_commands
 from relaygate.config.loader import ConfigError, load_config
 from relaygate.config.schema import GatewayConfig
@@ -70,26 +71,6 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return work(config)
 
 
-def _cmd_keys_create(args: argparse.Namespace) -> int:
-    from relaygate.server.bootstrap import create_key
-
-    config = load_or_explain(args.config)
-    if config is None:
-        return 1
-    tenant = args.tenant or config.server.default_tenant
-    key, key_id = asyncio.run(create_key(config, tenant, args.environment))
-    print(f"key id {key_id} for tenant {tenant!r} ({args.environment}); shown once:")
-    print(key)
-    return 0
-
-
-def _cmd_keys_master(_args: argparse.Namespace) -> int:
-    from relaygate.vault.master_key import new_master_key
-
-    print(new_master_key())
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="relaygate", description=__doc__)
@@ -109,18 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("path")
     check.set_defaults(func=_cmd_check_config)
-    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
-        dest="keys_command", required=True
-    )
-    create = keys.add_parser("create", help="create a tenant API key (shown once)")
-    create.add_argument("--config")
-    create.add_argument("--tenant", help="tenant id (default: server.default_tenant)")
-    create.add_argument("--environment", default="production")
-    create.set_defaults(func=_cmd_keys_create)
-    master = keys.add_parser(
-        "master", help="print a fresh master key for RELAYGATE_MASTER_KEY (stored nowhere)"
-    )
-    master.set_defaults(func=_cmd_keys_master)
+    admin_commands.add_commands(sub)
     vault_commands.add_commands(sub)
     audit_commands.add_commands(sub)
     version = sub.add_parser("version", help="print the version")

@@ -86,6 +86,27 @@ class UpstreamError(GatewayError):
         self.retry_after = retry_after
 
 
+class CredentialError(UpstreamError):
+    """The credential this request would send to a deployment cannot be used: missing, not
+    granted to the caller's tenant and environment, undecryptable, or refused by the provider
+    (a tenant-scoped key answered with 401/403, or that key's own quota with 429).
+
+    A fault of the caller's tenant (or of the vault), never of the deployment: it does not count
+    against the deployment's health, and routing may try another deployment (see
+    routing/outcome.py). Messages name the credential, never its value.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(status, message, retryable=True, retry_after=retry_after, code=code)
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a `Retry-After` value (seconds, or an HTTP date, counted from `now`
     or the current time); None when absent or unreadable."""

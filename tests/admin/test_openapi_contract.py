@@ -158,6 +158,7 @@ async def _seed(url: str, data_dir: Path) -> tuple[str, dict[str, str]]:
         "environment": "*",
         "endpoint_id": endpoint["id"],
         "message_id": "msg_contract",
+        "request_id": "r1",
     }
 
 

@@ -211,3 +211,76 @@ async def test_budget_events_newest_first(admin: AdminHarness) -> None:
     older = (await h.ok("GET", f"/tenants/acme/events?before={newest[0]['id']}"))["data"]
     assert [e["kind"] for e in older] == ["hard_cap", "soft_cap"]
     await h.error(404, "GET", "/tenants/nobody/events")
+
+
+async def test_one_request_is_looked_up_by_its_id(admin: AdminHarness) -> None:
+    """ "What happened to my request?" without SQL: every record of one request id (a refused
+    request has one too), tenant-isolated like the rest of the API."""
+    h = admin
+    await _ledger(h)
+    await h.tenant("acme")
+    await h.tenant("other")
+    async with h.context.sessions.begin() as session:
+        session.add(usage_row("req_refused", DAY2, key="k1", status=429, cost=0.0))
+        # A client may choose its own ids, so two tenants can share one.
+        session.add(usage_row("shared-id", DAY1, tenant="acme", cost=0.5))
+        session.add(usage_row("shared-id", DAY2, tenant="other", cost=0.25))
+    found = await h.ok("GET", "/usage/requests/req_refused")
+    assert [(r["request_id"], r["status"], r["outcome"]) for r in found["data"]] == [
+        ("req_refused", 429, "error")
+    ]
+    assert found["has_more"] is False
+    shared = await h.ok("GET", "/usage/requests/shared-id")
+    assert [r["tenant_id"] for r in shared["data"]] == ["other", "acme"]  # newest first
+    # The same lookup as a filter of GET /usage, combinable with the others.
+    assert await _ids(h, "request_id=shared-id&tenant=acme") == ["shared-id"]
+    assert await _ids(h, "request_id=r2") == ["r2"]
+
+    acme_admin = await h.tenant_admin("acme")
+    mine = await h.ok("GET", "/usage/requests/shared-id", key=acme_admin)
+    assert [r["tenant_id"] for r in mine["data"]] == ["acme"]
+    # Another tenant's request looks exactly like one that does not exist.
+    theirs = await h.error(404, "GET", "/usage/requests/r4", key=acme_admin)
+    nobody = await h.error(404, "GET", "/usage/requests/req_nobody", key=acme_admin)
+    assert (
+        theirs
+        == nobody
+        == {
+            "message": "request not found",
+            "type": "not_found_error",
+            "param": None,
+            "code": "not_found",
+        }
+    )
+    assert await _ids(h, "request_id=r4") == ["r4"]
+    filtered = await h.ok("GET", "/usage?request_id=r4", key=acme_admin)
+    assert filtered["data"] == []
+    # Not the shape of any id the gateway records: 404 without a query.
+    await h.error(404, "GET", "/usage/requests/no%20such%20id")
+    await h.error(404, "GET", "/usage/requests/" + "x" * 129)
+
+
+async def test_costs_have_no_float_noise_in_json_or_csv(admin: AdminHarness) -> None:
+    """Records written before costs were rounded at the source (1.3499999999999998e-06 is 1
+    prompt and 2 completion tokens at 0.15 and 0.60 per million), and sums that SQL adds up
+    in binary floating point (0.1 + 0.2), are reported at 1e-10 USD."""
+    h = admin
+    noisy = (1 * 0.15 + 2 * 0.6) / 1_000_000
+    assert repr(noisy) == "1.3499999999999998e-06"  # the noise this test is about
+    async with h.context.sessions.begin() as session:
+        session.add(usage_row("n1", DAY1, tenant="t", model="m", cost=noisy))
+        session.add(usage_row("n2", DAY2, tenant="t", model="m", cost=0.1))
+        session.add(usage_row("n3", DAY2, tenant="t", model="m", cost=0.2))
+    records = (await h.ok("GET", "/usage?tenant=t"))["data"]
+    assert [r["cost_usd"] for r in records] == [0.2, 0.1, 1.35e-06]
+    raw = (await h.call("GET", "/usage?tenant=t&group_by=day")).text
+    assert '"cost_usd":0.3' in raw.replace(" ", "") and "0.30000000000000004" not in raw
+    assert "1.3499999999999998" not in (await h.call("GET", "/usage?tenant=t")).text
+    as_csv = await h.client.get("/usage?tenant=t&format=csv", headers=h.as_(h.operator_key))
+    costs = [r["cost_usd"] for r in csv.DictReader(io.StringIO(as_csv.text, newline=""))]
+    assert costs == ["0.2", "0.1", "0.00000135"]
+    totals = await h.client.get(
+        "/usage?tenant=t&group_by=model&format=csv", headers=h.as_(h.operator_key)
+    )
+    row = next(csv.DictReader(io.StringIO(totals.text, newline="")))
+    assert row["cost_usd"] == "0.30000135"

@@ -169,3 +169,22 @@ async def test_day_and_month_budgets_reset_with_their_periods(make_ledger: MakeL
     next_month = at(31)
     assert next_month[1].period_key != at(0)[1].period_key
     assert (await ledger.reserve(next_month, 0.5)).allowed
+
+
+async def test_a_refusal_carries_the_numbers_it_was_decided_on(make_ledger: MakeLedger) -> None:
+    """Spent, held by requests in flight and this request's amount, in the refusing step: what
+    the client's message is made of (budgets.message)."""
+    ledger = make_ledger(Seed())
+    charges = charges_for([rule(1.0)], IDS, T0)
+    first = await ledger.reserve(charges, 0.25)
+    assert first.allowed and first.shortfall is None and first.reservation is not None
+    await ledger.settle(first.reservation, 0.2)
+    assert (await ledger.reserve(charges, 0.3)).allowed
+    refused = await ledger.reserve(charges, 0.6)
+    assert not refused.allowed and refused.shortfall is not None
+    short = refused.shortfall
+    assert (short.spent_micros, short.reserved_micros, short.amount_micros) == (
+        200_000,
+        300_000,
+        600_000,
+    )

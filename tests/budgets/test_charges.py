@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from relaygate.budgets import charges_for, period_bounds, refusal_message
+from relaygate.budgets import Shortfall, charges_for, period_bounds, refusal_message
 from tests.budgets.helpers import IDS, T0, rule
 
 
@@ -99,3 +99,26 @@ def test_the_refusal_names_the_budget_and_when_it_resets() -> None:
     assert message.startswith("daily budget of $0.005 for this user is exhausted")
     # Nothing that identifies the tenant, the key, the user or the rule.
     assert not any(secret in message for secret in ("acme", "k1", "wp-7", tiny.rule.id))
+
+
+def test_a_refusal_by_the_reservation_says_so_with_the_numbers() -> None:
+    """A hard cap with nothing spent refuses a request whose maximum cost does not fit: the
+    message says that, not "exhausted"."""
+    day = charges_for([rule(0.003, scope="key")], IDS, datetime(2026, 11, 22, 9, tzinfo=UTC))[0]
+    message = refusal_message(day, Shortfall(0, 0, 4_000))
+    assert message == (
+        "daily budget of $0.003 for this key cannot cover this request: it may cost up to"
+        " $0.004 (its prompt and its maximum output at the route's highest price), more than"
+        " the $0.003 left (limit $0.003, spent $0.00, held for requests in flight $0.00);"
+        " lower max_tokens, or wait for the reset at 2026-11-23T00:00:00Z"
+    )
+    assert "exhausted" not in message
+    held = refusal_message(day, Shortfall(1_000, 2_500, 600))
+    assert "it may cost up to $0.0006" in held
+    assert "more than the $0.00 left (limit $0.003, spent $0.001," in held
+    assert "held for requests in flight $0.0025)" in held
+    spent = refusal_message(day, Shortfall(3_000, 0, 600))
+    assert spent == (
+        "daily budget of $0.003 for this key is exhausted ($0.003 spent;"
+        " resets 2026-11-23T00:00:00Z)"
+    )

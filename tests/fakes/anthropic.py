@@ -21,6 +21,7 @@ The answer is chosen by the request's `model`:
   `error` event (overloaded_error; the leaky one quotes the caller's x-api-key in its message).
 - `claude-stream-cut`: the stream's connection is dropped just before `message_stop`.
 - `claude-stream-eof`: the stream ends cleanly but without `message_stop`.
+- `claude-stream-malformed`: after the first delta, an event whose data is not JSON.
 - `claude-slow`: streams "tick " every 20 ms for up to 10 s, recording when the client leaves.
 - `claude-429` (rate_limit_error, `retry-after: 7`), `claude-500` (api_error), `claude-529`
   (overloaded_error); any other model is a 404 not_found_error, as Anthropic answers.
@@ -490,6 +491,9 @@ class FakeAnthropic:
                         return response
                     break
                 await response.write(frame(name, payload))
+                if name == "content_block_delta" and model == "claude-stream-malformed":
+                    await response.write(b'event: content_block_delta\ndata: {"type": "conte\n\n')
+                    break
                 if name == "content_block_delta" and model.startswith("claude-stream-error"):
                     await response.write(frame("error", self._stream_error(model, key)))
                     break

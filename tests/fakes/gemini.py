@@ -20,6 +20,7 @@ Behaviour by model (response shapes follow Google's documented examples):
   multi-byte character.
 - `gemini-cut`: two text events, then a clean end of the response with no finishReason.
 - `gemini-drop`: one text event, then the connection is dropped mid-response.
+- `gemini-malformed`: one text event, then an event whose data is not JSON.
 - `gemini-error-mid`: one text event, then an error event whose message contains the API key
   (a hostile upstream, to prove redaction).
 - `gemini-429`: 429 RESOURCE_EXHAUSTED with `Retry-After: 7` and a RetryInfo detail.
@@ -304,7 +305,14 @@ def _text_script(chunks: tuple[str, ...], count: int, finish: str = "STOP") -> l
 def script(model: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     """The streamed events for `model`; the non-streaming answer is their merge."""
     count = int((body.get("generationConfig") or {}).get("candidateCount") or 1)
-    if model in {"gemini-text", "gemini-cut", "gemini-drop", "gemini-error-mid", "gemini-slow"}:
+    if model in {
+        "gemini-text",
+        "gemini-cut",
+        "gemini-drop",
+        "gemini-error-mid",
+        "gemini-malformed",
+        "gemini-slow",
+    }:
         return _text_script(TEXT_CHUNKS, count)
     if model == "gemini-unicode":
         return _text_script(UNICODE_CHUNKS, 1)
@@ -477,7 +485,7 @@ class FakeGemini:
                     await response.write(frame[:cut])
                     await asyncio.sleep(0.01)
                     await response.write(frame[cut:])
-            elif model in {"gemini-cut", "gemini-drop", "gemini-error-mid"}:
+            elif model in {"gemini-cut", "gemini-drop", "gemini-error-mid", "gemini-malformed"}:
                 await self._broken(request, response, model, events)
                 return response
             else:
@@ -503,6 +511,9 @@ class FakeGemini:
         elif model == "gemini-drop":
             assert request.transport is not None
             request.transport.close()
+        elif model == "gemini-malformed":
+            await response.write(b'data: {"candidates": [{"content": {"par\r\n\r\n')
+            await response.write_eof()
         else:
             error = {"code": 500, "message": f"Internal error; key={API_KEY}", "status": "INTERNAL"}
             await response.write(_sse({"error": error}))

@@ -1,6 +1,8 @@
 """An OpenAI-compatible upstream that accepts only the bearer keys a test says are valid.
 
 It records the key each request carried, so a test sees exactly which credential was used.
+A request whose last message contains `POISON` is refused with a 400 (a request the provider
+finds invalid, whoever's key it carries); the model `gpt-500` always fails with a 500.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+POISON = "POISON"
 
 
 @dataclass
@@ -27,6 +31,11 @@ class Upstream:
         with self.lock:
             self.seen.append(token)
             ok = token in self.valid
+        if body.get("model") == "gpt-500":
+            return web.json_response(
+                {"error": {"message": "internal", "type": "server_error", "param": None}},
+                status=500,
+            )
         if not ok:
             return web.json_response(
                 {
@@ -38,6 +47,18 @@ class Upstream:
                     }
                 },
                 status=401,
+            )
+        if POISON in str((body.get("messages") or [{}])[-1].get("content")):
+            return web.json_response(
+                {
+                    "error": {
+                        "message": "Invalid 'messages[0].content': this content is refused.",
+                        "type": "invalid_request_error",
+                        "param": "messages",
+                        "code": "invalid_value",
+                    }
+                },
+                status=400,
             )
         return web.json_response(
             {

@@ -8,6 +8,8 @@ Behaviour is chosen by the request's `model`:
 - `gpt-huge`: streams `metadata.bytes` bytes (default 10 MB) of content as fast as it can.
 - `gpt-fail-mid`: streams two chunks then an OpenAI error event.
 - `gpt-cut`: streams two chunks then drops the connection without [DONE].
+- `gpt-bad-chunk`: streams two chunks then a `data:` line that is not JSON.
+- `gpt-odd-chunk`: streams two chunks then a JSON chunk of the wrong shape (`choices` of strings).
 - `gpt-500`, `gpt-429`, `gpt-401`, `gpt-400`, `gpt-redirect`: answer with that error.
 - `gpt-echo-error`: answers `metadata.status` (default 500) with an OpenAI error whose message
   quotes what it was sent (the Authorization header and the last user message), as providers'
@@ -225,9 +227,18 @@ class FakeOpenAI:
                     await response.write(frame)
                     sent += len(frame)
                     self.recorder.bytes_sent[tag] = sent
-            elif model in {"gpt-fail-mid", "gpt-cut"}:
+            elif model in {"gpt-fail-mid", "gpt-cut", "gpt-bad-chunk", "gpt-odd-chunk"}:
                 await response.write(_chunk(model, {"content": "partial "}))
                 await response.write(_chunk(model, {"content": "answer"}))
+                if model == "gpt-bad-chunk":
+                    await response.write(b'data: {"id":"chatcmpl-fake","choices":[{"ind\n\n')
+                    await response.write(b"data: [DONE]\n\n")
+                    return response
+                if model == "gpt-odd-chunk":
+                    odd = {"id": "chatcmpl-fake", "object": "chat.completion.chunk"}
+                    await response.write(b"data: " + orjson.dumps({**odd, "choices": ["x"]}))
+                    await response.write(b"\n\ndata: [DONE]\n\n")
+                    return response
                 if model == "gpt-cut":
                     # A drop some time after the last chunk: aiohttp's client discards bytes it has
                     # buffered but not yet handed out when the connection dies in the same instant.

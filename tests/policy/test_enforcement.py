@@ -251,6 +251,32 @@ def test_hard_budget_refuses_with_a_clear_error(gw: RunningGateway, admin: Admin
     assert any(e["kind"] == "hard_cap_reached" for e in _items(events))
 
 
+def test_a_first_request_too_dear_for_a_hard_budget_is_told_why(
+    gw: RunningGateway, admin: Admin
+) -> None:
+    """Nothing spent, and still refused: the most the request can cost (4 reserved output
+    tokens of sim-small, $0.004) does not fit the $0.003 budget. The message says exactly that,
+    with the numbers, instead of calling the unspent budget exhausted."""
+    tenant = admin.tenant()
+    key = admin.key(tenant)
+    admin.call(
+        "POST",
+        f"/tenants/{tenant}/budgets",
+        {"scope": "key", "subject": key["id"], "period": "day", "limit_usd": 0.003, "hard": True},
+    )
+    with pytest.raises(openai.RateLimitError) as excinfo:
+        _chat(_client(gw, key["key"]), max_tokens=4)
+    body = excinfo.value.body
+    assert isinstance(body, dict) and body["code"] == "budget_exceeded"
+    message = body["message"]
+    assert message.startswith(
+        "daily budget of $0.003 for this key cannot cover this request: it may cost up to"
+        " $0.004 (its prompt and its maximum output at the route's highest price), more than"
+        " the $0.003 left (limit $0.003, spent $0.00, held for requests in flight $0.00);"
+    )
+    assert "exhausted" not in message
+
+
 def _items(listing: Any) -> list[dict[str, Any]]:
     return listing["data"] if isinstance(listing, dict) else listing
 

@@ -11,6 +11,7 @@ arrived whole.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httptools
@@ -21,7 +22,7 @@ from uvicorn.server import ServerState
 
 from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
 from relaygate.server import extensions
-from relaygate.server.protocol import GracefulHttpToolsProtocol
+from relaygate.server.protocol import MAX_HEAD_BYTES, GracefulHttpToolsProtocol
 
 REQUEST = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -43,6 +44,9 @@ class RecordingTransport(asyncio.Transport):
 
     def is_closing(self) -> bool:
         return self.closed
+
+    def can_write_eof(self) -> bool:
+        return False
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(
@@ -327,3 +331,50 @@ async def test_a_body_still_on_its_way_is_not_complete() -> None:
     await _settle(protocol.tasks)
     assert seen == [False, b"0123456789"]
     assert _parse(b"".join(transport.writes))[0][2] == b"ok"
+
+
+# --- refusals: the JSON envelope, the bound on a head -------------------------------------------
+
+
+def _refusal(transport: RecordingTransport) -> tuple[int, dict[str, Any]]:
+    [(status, headers, body)] = _parse(b"".join(transport.writes))
+    assert headers[b"content-type"] == b"application/json" and transport.closed
+    error: dict[str, Any] = json.loads(body)["error"]
+    return status, error
+
+
+async def test_a_head_over_the_bound_in_one_read_is_refused_unparsed() -> None:
+    head = b"GET /x HTTP/1.1\r\n" + b"X-Many: aaaaaaaaaaaaaaaaaaaaaaaa\r\n" * 3000 + b"\r\n"
+    assert len(head) > MAX_HEAD_BYTES
+    transport, protocol = await _serve(_answer(b"never"), head)
+    assert not protocol.tasks, "the app never saw it"
+    status, error = _refusal(transport)
+    assert (status, error["code"]) == (431, "request_headers_too_large")
+
+
+async def test_a_head_over_the_bound_in_small_reads_is_refused_before_it_ends() -> None:
+    transport, protocol = await _serve(_answer(b"never"), b"GET /x HTTP/1.1\r\n")
+    line = b"X-Many: " + b"a" * 1000 + b"\r\n"
+    for _ in range(MAX_HEAD_BYTES // len(line) + 1):
+        protocol.data_received(line)
+    status, error = _refusal(transport)
+    assert (status, error["code"]) == (431, "request_headers_too_large")
+    protocol.data_received(line + b"\r\n")  # what the client still sends is dropped
+    assert not protocol.tasks and len(transport.writes) == 1
+
+
+async def test_a_head_just_under_the_bound_in_one_read_is_served() -> None:
+    head = b"GET /x HTTP/1.1\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES - 100) + b"\r\n\r\n"
+    transport, protocol = await _serve(_answer(b"ok"), head)
+    await _settle(protocol.tasks)
+    assert _parse(b"".join(transport.writes))[0][2] == b"ok"
+
+
+async def test_a_pipelined_request_is_answered_before_the_garbage_after_it() -> None:
+    transport, protocol = await _serve(_answer(b"ok"), REQUEST + b"GET /x HTTP/1.1\nHost: t\n\n")
+    await _settle(protocol.tasks)
+    await asyncio.sleep(0)  # the refusal goes out on the turn after the answer
+    first, second = _parse(b"".join(transport.writes))
+    assert (first[0], first[2]) == (200, b"ok")
+    assert second[0] == 400 and json.loads(second[2])["error"]["code"] == "invalid_http_request"
+    assert transport.closed

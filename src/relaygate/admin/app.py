@@ -20,6 +20,7 @@ from relaygate.admin import (
     issuers,
     keys,
     limits,
+    server,
     tenants,
     usage,
     vault,
@@ -146,6 +147,7 @@ def create_admin_app(context: Callable[[], AdminContext]) -> FastAPI:
         usage,
         vault,
         webhooks,
+        server,
     ):
         app.include_router(module.router, responses=_ERRORS)
 

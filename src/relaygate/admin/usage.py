@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from relaygate.admin.deps import Caller, Ctx, not_found, visible
@@ -19,6 +21,7 @@ from relaygate.store.usage_report import (
     RECORD_FIELDS,
     TOTALS,
     UsageFilter,
+    record_row,
     usage_records,
     usage_totals,
 )
@@ -30,6 +33,9 @@ router = APIRouter(tags=["usage"])
 # come from API callers, so such cells get a leading apostrophe.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NO_NUL = r"^[^\x00]*$"
+# The shape of every request id the gateway records (api.middleware.REQUEST_ID).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+LOOKUP_LIMIT = 100  # records of one request id (a client may reuse its own ids)
 Moment = Annotated[
     str | None,
     Query(
@@ -71,6 +77,9 @@ def _groups(group_by: str | None) -> list[str]:
 
 
 def _cell(value: Any) -> Any:
+    if isinstance(value, float):  # fixed-point: 0.00000135, never 1.35e-06
+        text = repr(value)
+        return format(Decimal(text), "f") if "e" in text else text
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
     if isinstance(value, str) and value.startswith(_FORMULA_START):
@@ -119,6 +128,9 @@ async def usage(
     model: Annotated[str | None, _filter("the model a provider answered with")] = None,
     route: Annotated[str | None, _filter("the route (model name) clients asked for")] = None,
     provider: Annotated[str | None, _filter()] = None,
+    request_id: Annotated[
+        str | None, _filter("a request id (the `x-request-id` of the answer)")
+    ] = None,
     since: Moment = None,
     until: Moment = None,
     group_by: Annotated[
@@ -155,6 +167,7 @@ async def usage(
         model=model,
         route=route,
         provider=provider,
+        request_id=request_id,
         since=_moment(since, "since", end=False),
         until=_moment(until, "until", end=True),
     )
@@ -171,12 +184,47 @@ async def usage(
             return _csv(totals, [*groups, *TOTALS])
         return _json(UsageGroups.model_validate({"object": "list", "data": totals}))
     page, has_more = records[:limit], len(records) > limit
-    rows = [{f: getattr(r, f) for f in RECORD_FIELDS} for r in page]
+    rows = [record_row(r) for r in page]
     if as_csv:
         return _csv(rows, list(RECORD_FIELDS))
     next_before = page[-1].id if has_more and page else None
     return _json(
         UsageRecords.model_validate(
             {"object": "list", "data": rows, "has_more": has_more, "next_before": next_before}
+        )
+    )
+
+
+@router.get(
+    "/usage/requests/{request_id}",
+    summary="What happened to one request: its usage records, newest first",
+    response_model=UsageRecords,
+)
+async def usage_of_request(
+    ctx: Ctx,
+    caller: Caller,
+    request_id: Annotated[
+        str, Path(max_length=256, description="the `x-request-id` the gateway answered with")
+    ],
+) -> Response:
+    """The records of `request_id` the caller may see (a tenant admin: its own tenant's);
+    404 when there are none, exactly as for another tenant's request."""
+    if not _REQUEST_ID.fullmatch(request_id):
+        raise not_found("request")
+    where = UsageFilter(tenant=caller.tenant_id, request_id=request_id)
+    await _flush(ctx.flush_usage)
+    async with ctx.sessions() as session:
+        records = await usage_records(session, where, LOOKUP_LIMIT + 1)
+    if not records:
+        raise not_found("request")
+    page = records[:LOOKUP_LIMIT]
+    return _json(
+        UsageRecords.model_validate(
+            {
+                "object": "list",
+                "data": [record_row(r) for r in page],
+                "has_more": len(records) > LOOKUP_LIMIT,
+                "next_before": None,
+            }
         )
     )

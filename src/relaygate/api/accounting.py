@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
+from relaygate.api import checks
 from relaygate.api.authn import authenticate
 from relaygate.api.body import parse_json, read_body
 from relaygate.api.disconnect import ClientDisconnected, unless_disconnected
@@ -38,7 +39,9 @@ async def admit(request: Request) -> tuple[Gateway, Principal, JSON]:
     raw = await read_body(request, server.max_body_bytes, server.body_timeout_s)
     principal = await authenticate(request, gw, raw)
     key = principal.key
-    return gw, principal, parse_json(raw, key.max_body_bytes if key is not None else None)
+    body = parse_json(raw, key.max_body_bytes if key is not None else None)
+    checks.depth_of(raw, body, gw.config.bounds.max_depth)
+    return gw, principal, body
 
 
 def resolve(
@@ -278,13 +281,15 @@ async def call_routed(
         result, ledger.attempted = await unless_disconnected(
             request.scope,
             request.receive,
-            ledger.gw.router.run_bounded(ledger.plan, call, ledger.deadline),
+            ledger.gw.router.run_bounded(ledger.plan, call, ledger.deadline, ledger.request_id),
         )
     except ClientDisconnected:
         ledger.finish(usage_if_cancelled(), CLIENT_CLOSED, "cancelled")
         return None
-    except UpstreamError as exc:
-        ledger.finish(Usage(), exc.status, "upstream_error")
+    except GatewayError as exc:
+        # An upstream failure, or a request a provider refused to translate (a 400).
+        outcome = "upstream_error" if isinstance(exc, UpstreamError) else "refused"
+        ledger.finish(Usage(), exc.status, outcome)
         exc.headers.update(ledger.headers())
         raise
     return result

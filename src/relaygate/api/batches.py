@@ -12,9 +12,11 @@ from starlette.types import Message
 
 from relaygate.api.authn import authenticate
 from relaygate.api.body import parse_json, read_body
+from relaygate.api.checks import member, plausible_id
 from relaygate.api.jobs import job_service
 from relaygate.api.listing import page_args, page_response
 from relaygate.api.responses import json_response
+from relaygate.api.validation import validate_request
 from relaygate.batches.files import FileStore, file_view, new_file
 from relaygate.batches.lines import parse_lines
 from relaygate.batches.store import WINDOWS, BatchStore, batch_not_found, batch_view
@@ -63,7 +65,7 @@ async def _file(request: Request) -> tuple[Gateway, FileStore, Any]:
     principal = await authenticate(request, gw)
     store = FileStore(gw.sessions)
     file_id = request.path_params["file_id"]
-    row = await store.get(file_id, principal.tenant_id)
+    row = await store.get(file_id, principal.tenant_id) if plausible_id(file_id) else None
     if row is None:
         raise _file_missing(file_id)
     return gw, store, row
@@ -93,9 +95,10 @@ async def list_files(request: Request) -> Response:
     gw = gateway(request)
     principal = await authenticate(request, gw)
     limit, after = page_args(request, 100, 10000)
-    rows = await FileStore(gw.sessions).page(
-        principal.tenant_id, request.query_params.get("purpose"), limit + 1, after
-    )
+    purpose = request.query_params.get("purpose")
+    if purpose is not None and not plausible_id(purpose):
+        raise bad_request("purpose must be a file purpose such as 'batch'", param="purpose")
+    rows = await FileStore(gw.sessions).page(principal.tenant_id, purpose, limit + 1, after)
     return page_response([file_view(r) for r in rows[:limit]], len(rows) > limit)
 
 
@@ -107,16 +110,16 @@ async def create_batch(request: Request) -> Response:
     principal = await authenticate(request, gw, raw)
     body = parse_json(raw)
     endpoint = body.get("endpoint")
-    if endpoint not in ENDPOINTS:
+    if not member(endpoint, ENDPOINTS):
         raise bad_request(
             f"endpoint must be one of {', '.join(sorted(ENDPOINTS))}", param="endpoint"
         )
     window = body.get("completion_window")
-    if window not in WINDOWS:
+    if not member(window, WINDOWS):
         raise bad_request("completion_window must be '24h'", param="completion_window")
     file_id = body.get("input_file_id")
-    if not isinstance(file_id, str):
-        raise bad_request("input_file_id is required", param="input_file_id")
+    if not isinstance(file_id, str) or not plausible_id(file_id):
+        raise bad_request("input_file_id is required (a file id)", param="input_file_id")
     unknown = sorted(set(body) - {"endpoint", "completion_window", "input_file_id", "metadata"})
     if unknown:
         raise bad_request(f"unknown field '{unknown[0]}'", param=unknown[0])
@@ -124,7 +127,13 @@ async def create_batch(request: Request) -> Response:
     source = await FileStore(gw.sessions).get(file_id, principal.tenant_id)
     if source is None or source.purpose != "batch":
         raise bad_request(f"no batch input file with id '{file_id[:64]}'", param="input_file_id")
-    lines, errors = parse_lines(source.content, endpoint)
+    bounds = gw.config.bounds
+    lines, errors = parse_lines(
+        source.content,
+        endpoint,
+        gw.config.batches.max_requests,
+        lambda line: validate_request(endpoint, line, bounds, "body."),
+    )
     owner = Owner.of(principal)
     jobs = job_service(gw)
     batch, job_ids = await BatchStore(gw.sessions).create(
@@ -139,7 +148,10 @@ async def _batches(request: Request) -> tuple[BatchStore, str, str]:
     """The store, the caller's tenant and the batch id of the path."""
     gw = gateway(request)
     principal = await authenticate(request, gw)
-    return BatchStore(gw.sessions), principal.tenant_id, request.path_params["batch_id"]
+    batch_id = request.path_params["batch_id"]
+    if not plausible_id(batch_id):
+        raise batch_not_found(batch_id)
+    return BatchStore(gw.sessions), principal.tenant_id, batch_id
 
 
 async def _answer(store: BatchStore, batch: Batch) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -35,6 +36,7 @@ from relaygate.usage.cost import Usage
 from relaygate.usage.meter import completion_text
 
 DONE = b"data: [DONE]\n\n"
+log = logging.getLogger("relaygate.api")
 
 
 def _frame(payload: Any) -> bytes:
@@ -44,7 +46,7 @@ def _frame(payload: Any) -> bytes:
 async def chat_completions(request: Request) -> Response | SSEResponse:
     """The OpenAI chat completions endpoint."""
     gw, principal, body = await admit(request)
-    spec = validate_chat(body)
+    spec = validate_chat(body, gw.config.bounds)
     route, deployments = resolve(gw, principal, spec.model, spec.needs)
     complexity = None
     if route.classify is not None:
@@ -140,7 +142,7 @@ async def _stream(
         )
     try:
         first, chunks, ledger.attempted = opening.result()
-    except UpstreamError as exc:
+    except GatewayError as exc:
         ledger.finish(Usage(), exc.status, "upstream_error")
         exc.headers.update(ledger.headers())
         raise
@@ -153,15 +155,16 @@ async def _stream(
 
 async def _resumable(gw: Gateway, body: JSON, spec: ChatSpec, ledger: RequestLedger) -> SSEResponse:
     """A stream that keeps generating without its client, its events kept for resuming."""
-    failures: list[UpstreamError] = []
+    failures: list[GatewayError] = []
 
     async def produce(append: Callable[[bytes], Awaitable[bool]], opened: asyncio.Event) -> None:
         try:
             first, chunks, ledger.attempted = await _open_stream(gw, ledger, body)
-        except UpstreamError as exc:
-            ledger.finish(Usage(), exc.status, "upstream_error")
-            failures.append(exc)
-            await append(_frame(exc.body()))
+        except Exception as exc:
+            error = exc if isinstance(exc, GatewayError) else _internal_error(ledger, exc)
+            ledger.finish(Usage(), error.status, "upstream_error")
+            failures.append(error)
+            await append(_frame(error.body()))
             return
         finally:
             opened.set()
@@ -202,7 +205,9 @@ async def _open_stream(
         return first, stream
 
     assert ledger.plan is not None
-    (first, stream), attempted = await gw.router.run(ledger.plan, start, ledger.deadline)
+    (first, stream), attempted = await gw.router.run(
+        ledger.plan, start, ledger.deadline, ledger.request_id
+    )
     return first, stream, attempted
 
 
@@ -217,9 +222,11 @@ async def _late_frames(
     yield HEARTBEAT  # already idle for one interval
     try:
         first, chunks, ledger.attempted = await opening
-    except UpstreamError as exc:
-        ledger.finish(Usage(), exc.status, "upstream_error")
-        yield _frame(exc.body())
+    except Exception as exc:
+        # The response has started (200, heartbeats): every failure becomes an error event.
+        error = exc if isinstance(exc, GatewayError) else _internal_error(ledger, exc)
+        ledger.finish(Usage(), error.status, "upstream_error")
+        yield _frame(error.body())
         return
     except BaseException:
         # The client left: stop opening, or close the stream that has just opened.
@@ -274,11 +281,30 @@ async def _frames(
         # Ends the stream with an error event and no [DONE]: it never looks like a normal finish.
         outcome, status = "upstream_error", exc.status
         yield _frame(exc.body())
+    except Exception as exc:
+        # A bug (in a provider's translation, say) after the response started: the client still
+        # gets an error event and a clean end, never a cut connection.
+        error = _internal_error(ledger, exc)
+        outcome, status = "error", error.status
+        yield _frame(error.body())
     finally:
         ledger.finish(meter.usage(_prompt_counter(gw, body)), status, outcome)
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _internal_error(ledger: RequestLedger, exc: Exception) -> GatewayError:
+    """A 500 for an unexpected exception once a stream has started, logged with the request id
+    (the exception's type only: its text may hold request content)."""
+    log.error(
+        "stream of request %s failed after it started: %s",
+        ledger.request_id,
+        type(exc).__name__,
+    )
+    return GatewayError(
+        500, f"internal error (request id {ledger.request_id})", code="internal_error"
+    )
 
 
 def _chunk_like(first: JSON, choices: list[JSON]) -> JSON:

@@ -24,7 +24,7 @@ from relaygate.usage.cost import Usage
 async def embeddings(request: Request) -> Response:
     """The OpenAI embeddings endpoint."""
     gw, principal, body = await admit(request)
-    model, end_user = validate_embeddings(body)
+    model, end_user = validate_embeddings(body, gw.config.bounds)
     needs: frozenset[Capability] = frozenset({"embeddings"})
     route, deployments = resolve(gw, principal, model, needs)
     ledger = RequestLedger.start(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from relaygate.errors import GatewayError
@@ -37,8 +37,26 @@ async def http_error(_request: Request, exc: Exception) -> Response:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
-    """Anything else: a 500 with the request id, details only in the log (which has no secrets)."""
+    """Anything else: a 500 with the request id, details only in the log (which has no secrets).
+
+    A client that closed its connection while sending the body is no error of the gateway: it
+    is logged at INFO (the workers' server counts it, `server.stats`), and the answer made here
+    goes nowhere."""
     request_id = request.scope.get("state", {}).get("request_id", "")
+    if isinstance(exc, ClientDisconnect):
+        log.info(
+            "the connection closed before the body of %s %s arrived (request %s)",
+            request.method,
+            request.url.path,
+            request_id,
+        )
+        return error_response(
+            GatewayError(
+                400,
+                "the connection was closed before the request body arrived",
+                code="client_disconnected",
+            )
+        )
     log.error(
         "unhandled error in %s (request %s): %s", request.url.path, request_id, type(exc).__name__
     )

@@ -13,9 +13,11 @@ from starlette.responses import Response
 
 from relaygate.api.accounting import admit
 from relaygate.api.authn import authenticate
+from relaygate.api.checks import plausible_id
 from relaygate.api.listing import page_args, page_response
 from relaygate.api.responses import json_response
 from relaygate.api.sse import SSEResponse
+from relaygate.api.validation import validate_request
 from relaygate.errors import GatewayError, bad_request
 from relaygate.jobs.model import FINISHED, JobRequest, etag, not_found, view
 from relaygate.jobs.service import JobService
@@ -51,6 +53,7 @@ async def create_job(request: Request) -> Response:
     gw, principal, payload = await admit(request)
     service = job_service(gw)
     spec = JobRequest.parse(payload)
+    validate_request(spec.url, spec.body, gw.config.bounds, "body.")
     key = _idempotency_key(request)
     endpoint_id = None
     if spec.callback_url is not None:
@@ -83,7 +86,7 @@ async def _owned(request: Request) -> tuple[Gateway, JobService, Job]:
     principal = await authenticate(request, gw)
     service = job_service(gw)
     job_id = request.path_params["job_id"]
-    job = await service.store.get(job_id, principal.tenant_id)
+    job = await service.store.get(job_id, principal.tenant_id) if plausible_id(job_id) else None
     if job is None:
         raise not_found(job_id)
     return gw, service, job

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from relaygate.api.checks import plausible_id
 from relaygate.api.responses import json_response
 from relaygate.errors import bad_request
 
@@ -19,7 +20,10 @@ def page_args(request: Request, default: int, most: int) -> tuple[int, str | Non
         limit = 0
     if not 1 <= limit <= most:
         raise bad_request(f"limit must be an integer from 1 to {most}", param="limit")
-    return limit, request.query_params.get("after")
+    after = request.query_params.get("after")
+    if after is not None and not plausible_id(after):
+        raise bad_request("after must be the id of an object of the previous page", param="after")
+    return limit, after
 
 
 def page_response(items: list[dict[str, Any]], has_more: bool) -> Response:

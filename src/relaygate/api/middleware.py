@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relaygate.observability.access import AccessLog
@@ -73,6 +74,8 @@ class RequestIdMiddleware:
         self.started += 1
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            pass  # the client left while sending its body: logged at INFO by api.errors
         except Exception as exc:
             log.error("request %s failed: %s", request_id, type(exc).__name__)
         finally:

@@ -12,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from relaygate.api.authn import authenticate
+from relaygate.api.checks import plausible_id
 from relaygate.api.sse import SSEResponse
-from relaygate.errors import GatewayError, UpstreamError, bad_request
+from relaygate.errors import GatewayError, bad_request
 from relaygate.state import Gateway, gateway
 from relaygate.streams.store import StreamStore
 
@@ -80,7 +81,7 @@ async def start(
 
 
 def response(
-    gw: Gateway, stream_id: str, headers: dict[str, str], failure: UpstreamError | None
+    gw: Gateway, stream_id: str, headers: dict[str, str], failure: GatewayError | None
 ) -> SSEResponse:
     """The original client's response: the same events a resuming client would get."""
     if failure is not None:
@@ -106,7 +107,7 @@ async def _owned(request: Request) -> tuple[Gateway, StreamStore, str]:
     principal = await authenticate(request, gw)
     store = _store(gw)
     stream_id = request.path_params["stream_id"]
-    if await store.owner(stream_id) != principal.tenant_id:
+    if not plausible_id(stream_id) or await store.owner(stream_id) != principal.tenant_id:
         raise GatewayError(
             404,
             f"no stream with id '{stream_id[:64]}' (it may have expired)",

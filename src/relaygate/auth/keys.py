@@ -13,7 +13,11 @@ import zlib
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 PREFIXES = ("rg_live_", "rg_test_", "rg_admin_")
+KEY_ID_LENGTH = 9
 MIN_OPERATOR_KEY_LENGTH = 32
+MAX_OPERATOR_KEY_LENGTH = 256
+# What a listing shows of a key that is not a generated one: a few characters, never more.
+CHOSEN_PREFIX_LENGTH = 4
 
 
 def _base62(number: int, width: int) -> str:
@@ -53,6 +57,38 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _generated_prefix(key: str) -> str | None:
+    """`rg_live_<key id>_` of a well-formed generated key; None for any other string."""
+    for prefix in PREFIXES:
+        end = len(prefix) + KEY_ID_LENGTH
+        if key.startswith(prefix) and key[end : end + 1] == "_" and has_valid_checksum(key):
+            return key[: end + 1]
+    return None
+
+
 def display_prefix(key: str) -> str:
-    """The non-secret start of a key, shown in listings."""
-    return key[: key.index("_", 9) + 1] if key.startswith(PREFIXES) else key[:4] + "..."
+    """The non-secret start of a key, shown in listings.
+
+    A generated key shows its type and key id (`rg_live_0BJJLE1VR_`), which are not secret. Any
+    other key (an operator's choice, even one that starts like a generated key) shows its first
+    four characters only: what follows may be the secret itself.
+    """
+    return _generated_prefix(key) or key[:CHOSEN_PREFIX_LENGTH] + "..."
+
+
+def chosen_key_problem(key: str) -> str | None:
+    """Why an operator-chosen key cannot be used, or None. The reason never quotes the key."""
+    if len(key) < MIN_OPERATOR_KEY_LENGTH:
+        return f"must be at least {MIN_OPERATOR_KEY_LENGTH} characters long (it has {len(key)})"
+    if len(key) > MAX_OPERATOR_KEY_LENGTH:
+        return f"must be at most {MAX_OPERATOR_KEY_LENGTH} characters long (it has {len(key)})"
+    if not all("!" <= char <= "~" for char in key):
+        return (
+            "may only contain printable ASCII characters, without spaces (clients send it in an"
+            " HTTP header)"
+        )
+    from relaygate.auth.jwt_tokens import looks_like_jwt  # jwt + cryptography: only when needed
+
+    if looks_like_jwt(key):
+        return "must not look like a JWT (the gateway would verify it as one)"
+    return None

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-MAX_LINES = 50_000
+from relaygate.errors import GatewayError
+
+MAX_LINES = 50_000  # the default of `batches.max_requests`
+
+Check = Callable[[dict[str, Any]], None]
+"""Validates one line's `body` as its endpoint would, raising a 400 `GatewayError`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,8 +25,13 @@ class Line:
     body: dict[str, Any]
 
 
-def parse_lines(content: bytes, endpoint: str) -> tuple[list[Line], list[dict[str, Any]]]:
-    """The requests, or the errors (OpenAI's shape: code, message, param, line) if any."""
+def parse_lines(
+    content: bytes, endpoint: str, max_lines: int = MAX_LINES, check: Check | None = None
+) -> tuple[list[Line], list[dict[str, Any]]]:
+    """The requests, or the errors (OpenAI's shape: code, message, param, line) if any.
+
+    At most `max_lines` requests; `check` validates each body as the endpoint will (so a bad
+    line is reported now, with its line number, rather than failing later as a job)."""
     lines: list[Line] = []
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -39,8 +50,8 @@ def parse_lines(content: bytes, endpoint: str) -> tuple[list[Line], list[dict[st
     rows = [r for r in text.splitlines() if r.strip()]
     if not rows:
         fail(1, "the file has no requests")
-    if len(rows) > MAX_LINES:
-        fail(MAX_LINES + 1, f"a batch holds at most {MAX_LINES} requests")
+    if len(rows) > max_lines:
+        fail(max_lines + 1, f"a batch holds at most {max_lines} requests")
         return [], errors
     for number, raw in enumerate(rows, start=1):
         try:
@@ -52,8 +63,12 @@ def parse_lines(content: bytes, endpoint: str) -> tuple[list[Line], list[dict[st
             fail(number, "not a JSON object")
             continue
         custom_id = item.get("custom_id")
-        if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= 512:
-            fail(number, "custom_id must be a string of 1 to 512 characters", "custom_id")
+        if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= 512 or "\x00" in custom_id:
+            fail(
+                number,
+                "custom_id must be a string of 1 to 512 characters, without NUL",
+                "custom_id",
+            )
             continue
         if custom_id in seen:
             fail(number, f"custom_id '{custom_id[:64]}' is used twice", "custom_id")
@@ -72,5 +87,11 @@ def parse_lines(content: bytes, endpoint: str) -> tuple[list[Line], list[dict[st
         if body.get("stream"):
             fail(number, "batch requests cannot stream", "body.stream")
             continue
+        if check is not None:
+            try:
+                check(body)
+            except GatewayError as exc:
+                fail(number, exc.message, exc.param)
+                continue
         lines.append(Line(number, custom_id, body))
     return lines, errors

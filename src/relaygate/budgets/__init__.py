@@ -8,6 +8,7 @@ from relaygate.budgets.base import (
     Period,
     Reservation,
     SeedSource,
+    Shortfall,
     SpendLedger,
 )
 from relaygate.budgets.charges import charges_for, period_bounds
@@ -29,6 +30,7 @@ __all__ = [
     "RedisLedger",
     "Reservation",
     "SeedSource",
+    "Shortfall",
     "SpendLedger",
     "build_ledger",
     "charges_for",

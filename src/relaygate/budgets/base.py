@@ -93,12 +93,23 @@ class Reservation:
 
 
 @dataclass(frozen=True, slots=True)
+class Shortfall:
+    """Why a hard cap refused, in micro-dollars, as the ledger saw it in the refusing step:
+    spent + reserved + amount > the cap's limit."""
+
+    spent_micros: int  # settled spend of the counter
+    reserved_micros: int  # held by requests still in flight
+    amount_micros: int  # what this request needed to hold: the most it can cost
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetDecision:
     """The answer to one `reserve`.
 
-    `refused_by` is the hard cap that refused; `soft_exceeded` the soft caps this request
-    crosses (spent + reserved + amount > limit); `remaining_usd` the smallest room left under a
-    hard cap after this reservation (None without hard caps or when refused).
+    `refused_by` is the hard cap that refused, `shortfall` its numbers; `soft_exceeded` the
+    soft caps this request crosses (spent + reserved + amount > limit); `remaining_usd` the
+    smallest room left under a hard cap after this reservation (None without hard caps or when
+    refused).
     """
 
     allowed: bool
@@ -106,6 +117,7 @@ class BudgetDecision:
     refused_by: Charge | None
     soft_exceeded: tuple[Charge, ...]
     remaining_usd: float | None
+    shortfall: Shortfall | None = None
 
 
 SeedSource = Callable[[Charge], Awaitable[float]]

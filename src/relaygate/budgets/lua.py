@@ -38,7 +38,8 @@ end
 
 # KEYS: (counter, reservations, amounts) per charge. ARGV: n, amount, id, ttl_ms, then per
 # charge: limit, hard (1/0), expire_at (unix s). Returns {-1, i...} with the counters that need
-# seeding, {0, i} when hard cap i refuses, else {1, remaining (-1 = no hard cap), soft i...}.
+# seeding, {0, i, spent, reserved} when hard cap i refuses, else {1, remaining (-1 = no hard
+# cap), soft i...}.
 RESERVE = (
     PRELUDE
     + """
@@ -52,7 +53,7 @@ for i = 1, n do
   local spent, reserved = level(KEYS[3*i-2])
   local after = spent + reserved + amount
   if after > limit then
-    if hard then return {0, i} end
+    if hard then return {0, i, spent, reserved} end
     table.insert(soft, i)
   elseif hard and (remaining < 0 or limit - after < remaining) then
     remaining = limit - after

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from relaygate.budgets.base import BudgetDecision, Charge, Reservation, SeedSource
+from relaygate.budgets.base import BudgetDecision, Charge, Reservation, SeedSource, Shortfall
 from relaygate.budgets.money import reserve_micros, to_micros, to_usd
 from relaygate.budgets.seeding import SeedReader
 
@@ -87,7 +87,8 @@ class MemoryLedger:
             after = counter.spent + counter.reserved + amount
             if after > charge.limit_micros:
                 if charge.rule.hard:
-                    return BudgetDecision(False, None, charge, (), None)
+                    short = Shortfall(counter.spent, counter.reserved, amount)
+                    return BudgetDecision(False, None, charge, (), None, short)
                 soft.append(charge)
             elif charge.rule.hard:
                 left = charge.limit_micros - after

@@ -20,6 +20,7 @@ from relaygate.budgets.base import (
     LedgerUnavailable,
     Reservation,
     SeedSource,
+    Shortfall,
 )
 from relaygate.budgets.money import reserve_micros, to_micros, to_usd
 from relaygate.budgets.seeding import SeedReader
@@ -118,7 +119,8 @@ class RedisLedger:
         result = await self._seeded(held, self._reserve, args)
         status, detail = int(result[0]), int(result[1])
         if status == REFUSED:
-            return BudgetDecision(False, None, held[detail - 1], (), None)
+            short = Shortfall(int(result[2]), int(result[3]), amount)
+            return BudgetDecision(False, None, held[detail - 1], (), None, short)
         soft = tuple(held[int(i) - 1] for i in result[2:])
         remaining = to_usd(detail) if detail >= 0 else None
         return BudgetDecision(True, reservation, None, soft, remaining)

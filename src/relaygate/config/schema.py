@@ -456,6 +456,13 @@ class JobsConfig(Strict):
         " over again (covers a broker that lost its messages)",
     )
     retention_days: int = Field(30, ge=1, description="Finished jobs are kept this long")
+    max_result_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        le=2**31,
+        description="A larger answer fails the job (code result_too_large); it bounds what is"
+        " stored and the job's webhook payload",
+    )
     worker_heartbeat_s: float = Field(
         5.0,
         gt=0,
@@ -518,6 +525,48 @@ class BatchesConfig(Strict):
     max_file_bytes: int = Field(
         100 * 1024 * 1024, ge=1024, le=2**31, description="Largest input file accepted"
     )
+    max_requests: int = Field(
+        50_000, ge=1, le=1_000_000, description="Most requests (lines) in one batch input file"
+    )
+
+
+class BoundsConfig(Strict):
+    """Upper bounds on what one data-plane request may ask for (docs/api.md#bounds).
+
+    Each bounds work or memory that a request of a few bytes could otherwise make the gateway
+    (or its built-in simulator) spend; a request beyond one gets `400` naming the parameter.
+    """
+
+    max_messages: int = Field(2048, ge=1, le=100_000, description="Chat `messages` per request")
+    max_tools: int = Field(128, ge=1, le=10_000, description="Chat `tools` per request")
+    max_stop_sequences: int = Field(16, ge=1, le=1024, description="Chat `stop` sequences")
+    max_n: int = Field(128, ge=1, le=10_000, description="Chat `n` (choices asked for)")
+    max_output_tokens: int = Field(
+        1_048_576,
+        ge=1,
+        le=2**31 - 1,
+        description="Chat `max_tokens` / `max_completion_tokens` (a key may cap it lower)",
+    )
+    max_embedding_inputs: int = Field(
+        2048, ge=1, le=100_000, description="Embeddings `input` items per request"
+    )
+    max_embedding_dimensions: int = Field(
+        4096, ge=1, le=65_536, description="Embeddings `dimensions`"
+    )
+    max_embedding_values: int = Field(
+        4_194_304,
+        ge=1,
+        le=2**31,
+        description="Embeddings inputs x `dimensions` (the size of the answer, when"
+        " `dimensions` is given)",
+    )
+    max_depth: int = Field(
+        64,
+        ge=8,
+        le=200,
+        description="Nesting of objects and lists in a request body (the JSON encoder stops"
+        " at 254)",
+    )
 
 
 class GatewayConfig(Strict):
@@ -535,6 +584,7 @@ class GatewayConfig(Strict):
     webhooks: WebhooksConfig = WebhooksConfig()
     streams: StreamsConfig = StreamsConfig()
     batches: BatchesConfig = BatchesConfig()
+    bounds: BoundsConfig = BoundsConfig()
     providers: list[ProviderConfig] = Field(min_length=1)
     routes: list[RouteConfig] = Field(default_factory=list)
 

@@ -36,7 +36,7 @@ class JobRequest:
         if unknown:
             raise bad_request(f"unknown field '{unknown[0]}'", param=unknown[0])
         url = payload.get("url")
-        if url not in ENDPOINTS:
+        if not isinstance(url, str) or url not in ENDPOINTS:
             raise bad_request(f"url must be one of {', '.join(sorted(ENDPOINTS))}", param="url")
         if payload.get("method", "POST") != "POST":
             raise bad_request("method must be POST", param="method")
@@ -49,7 +49,9 @@ class JobRequest:
                 param="body.stream",
             )
         callback = payload.get("callback_url")
-        if callback is not None and (not isinstance(callback, str) or len(callback) > 2048):
+        if callback is not None and (
+            not isinstance(callback, str) or len(callback) > 2048 or "\x00" in callback
+        ):
             raise bad_request("callback_url must be a URL string", param="callback_url")
         return cls(url, body, callback, metadata_of(payload.get("metadata")))
 

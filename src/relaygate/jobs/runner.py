@@ -131,7 +131,7 @@ class JobRunner:
             response = call.result()
             status = response.status
             retry_after = response.headers.get("retry-after")
-            outcome = _outcome(response)
+            outcome = _bounded(_outcome(response), self.config.max_result_bytes)
             error = outcome.error or {}
             if status not in RETRYABLE:
                 await self.store.finish(job, self.owner, outcome)
@@ -184,6 +184,20 @@ class JobRunner:
 def _failed(status: int | None, code: str, message: str) -> Outcome:
     return Outcome(
         "failed", status, None, {"code": code, "message": message}, None, None, None, None
+    )
+
+
+def _bounded(outcome: Outcome, most: int) -> Outcome:
+    """`outcome`, failed if its answer is larger than `most` bytes (`jobs.max_result_bytes`):
+    what is stored and sent in the job's webhook stays bounded."""
+    if outcome.result is None or len(outcome.result) <= most:
+        return outcome
+    message = f"the answer ({len(outcome.result)} bytes) is larger than the limit of {most} bytes"
+    return replace(
+        outcome,
+        status="failed",
+        result=None,
+        error={"code": "result_too_large", "message": message},
     )
 
 

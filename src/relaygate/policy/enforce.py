@@ -188,7 +188,7 @@ async def admit(
             gw.alerts.hard_cap(verdict.refused_by)
             raise GatewayError(
                 429,
-                budget_refusal(verdict.refused_by),
+                budget_refusal(verdict.refused_by, verdict.shortfall),
                 code="budget_exceeded",
                 type="insufficient_quota",
                 headers=admission.headers,

@@ -753,6 +753,8 @@ class GeminiProvider:
         # Google answers an invalid or expired key with 400 INVALID_ARGUMENT, not 401/403. That is
         # the gateway's misconfiguration, not the client's mistake, and another deployment may work.
         if exc.status == 400 and "API key" in exc.message:
+            if self.client.vault is not None:  # the tenant's own key (routing/outcome.py)
+                return self.client.tenant_refusal(403)
             return UpstreamError(
                 502,
                 f"provider {self.config.name!r} rejected the gateway's credentials",
@@ -796,7 +798,12 @@ class GeminiProvider:
             data = None
         name = self.config.name
         if not isinstance(data, dict):
-            raise UpstreamError(502, f"provider {name!r} sent an invalid chunk", retryable=False)
+            raise UpstreamError(
+                502,
+                f"provider {name!r} sent an invalid chunk",
+                retryable=False,
+                code="upstream_error",
+            )
         if "error" in data:
             error = data["error"] if isinstance(data["error"], dict) else {}
             message = self.client.redact(str(error.get("message") or "stream error"))[:2000]

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import orjson
 
 from relaygate.config.schema import ProviderConfig
-from relaygate.errors import UpstreamError, parse_retry_after
+from relaygate.errors import CredentialError, UpstreamError, parse_retry_after
 from relaygate.providers.credentials import VaultCredentials
 from relaygate.providers.http1 import ConnectFailed, HTTPClientError, Pool, Response, encode_headers
 from relaygate.providers.sse import SSEDecoder, SSEEvent
@@ -132,11 +132,10 @@ class UpstreamClient:
             try:
                 headers = encode_headers(dict(resolved.values()))
             except ValueError:
-                raise UpstreamError(
-                    502,
+                raise CredentialError(
+                    503,
                     f"a vault credential of provider {name!r} is not a valid header value",
-                    retryable=False,
-                    code="upstream_auth_failed",
+                    code="credential_unavailable",
                 ) from None
         first_byte = asyncio.get_running_loop().time() + self.config.timeouts.first_byte
         try:
@@ -192,6 +191,10 @@ class UpstreamClient:
         )
         if 300 <= status < 400:
             raise UpstreamError(502, f"provider {name!r} answered with a redirect", retryable=False)
+        if self.vault is not None and status in (401, 403, 429):
+            # The key came from the vault for this request's tenant: its refusal (or its quota)
+            # is that tenant's, not the deployment's (routing/outcome.py).
+            raise self.tenant_refusal(status, retry_after)
         if status in (401, 403):
             raise UpstreamError(
                 502,
@@ -233,6 +236,23 @@ class UpstreamClient:
             param=param,
         )
 
+    def tenant_refusal(self, status: int, retry_after: float | None = None) -> CredentialError:
+        """The error for a provider refusing this request's vault-held credential: 403
+        `credential_rejected` (401/403 upstream) or 429 for that credential's own quota."""
+        name = self.config.name
+        if status == 429:
+            return CredentialError(
+                429,
+                f"provider {name!r} is rate limiting this tenant's credential",
+                code="credential_rate_limited",
+                retry_after=retry_after,
+            )
+        return CredentialError(
+            403,
+            f"provider {name!r} rejected this tenant's credential",
+            code="credential_rejected",
+        )
+
     @staticmethod
     def end_by(timeout_s: float | None) -> float | None:
         """The event-loop time `timeout_s` from now (None stays None): the form in which a
@@ -266,6 +286,7 @@ class UpstreamClient:
                     502,
                     f"provider {self.config.name!r} response exceeds {cap} bytes",
                     retryable=False,
+                    code="upstream_error",
                 )
             yield chunk
 

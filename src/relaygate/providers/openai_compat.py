@@ -25,6 +25,28 @@ def configured_headers(config: ProviderConfig, secrets: Mapping[str, str]) -> di
     return {name: secrets.get(f"header:{name}", value) for name, value in config.headers.items()}
 
 
+def _well_formed(chunk: Any) -> bool:
+    """Whether `chunk` has the shape the gateway reads (an object; `choices` a list of objects
+    whose `delta` is an object with text `content`; `usage` an object): anything else is the
+    provider's fault."""
+    if not isinstance(chunk, dict):
+        return False
+    choices = chunk.get("choices")
+    if choices is not None:
+        if not isinstance(choices, list):
+            return False
+        for choice in choices:
+            if not isinstance(choice, dict):
+                return False
+            delta = choice.get("delta")
+            if delta is not None and not (
+                isinstance(delta, dict) and isinstance(delta.get("content", ""), str | None)
+            ):
+                return False
+    usage = chunk.get("usage")
+    return usage is None or isinstance(usage, dict)
+
+
 class OpenAICompatibleProvider:
     """OpenAI, vLLM, TGI, Ollama, llama.cpp, Mistral, Groq, Together, DeepSeek, OpenRouter..."""
 
@@ -100,7 +122,10 @@ class OpenAICompatibleProvider:
                 chunk = orjson.loads(event.data)
             except orjson.JSONDecodeError:
                 raise UpstreamError(
-                    502, f"provider {name!r} sent an invalid chunk", retryable=False
+                    502,
+                    f"provider {name!r} sent an invalid chunk",
+                    retryable=False,
+                    code="upstream_error",
                 ) from None
             if isinstance(chunk, dict) and "error" in chunk:
                 error = chunk["error"] if isinstance(chunk["error"], dict) else {}
@@ -111,8 +136,14 @@ class OpenAICompatibleProvider:
                     retryable=False,
                     code="upstream_error",
                 )
-            if isinstance(chunk, dict):
-                yield chunk
+            if not _well_formed(chunk):
+                raise UpstreamError(
+                    502,
+                    f"provider {name!r} sent a chunk of the wrong shape",
+                    retryable=False,
+                    code="upstream_error",
+                )
+            yield chunk
         raise UpstreamError(
             502,
             f"provider {name!r} ended the stream early",

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from relaygate.config.schema import ModelConfig, ProviderConfig, SimulatorSettings
-from relaygate.errors import UpstreamError
+from relaygate.errors import UpstreamError, bad_request
 from relaygate.providers.aggregate import collect
 from relaygate.providers.base import JSON
 from relaygate.tokens.counter import TokenCounter
@@ -60,16 +60,30 @@ WORDS = [
 ]
 
 
+_LONGEST_WAIT_S = 3600.0
+
+
 def _metadata(body: JSON) -> dict[str, str]:
     meta = body.get("metadata")
     return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
 
 
 def _float(meta: dict[str, str], key: str, default: float) -> float:
-    try:
-        return float(meta[key]) if key in meta else default
-    except ValueError:
+    """A numeric simulator parameter; a 400 naming it when it is not a finite number (read
+    before the first chunk, so a bad value never cuts a stream that has started)."""
+    if key not in meta:
         return default
+    try:
+        value = float(meta[key])
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise bad_request(
+            f"metadata.{key} must be a non-negative number",
+            param=f"metadata.{key}",
+            code="invalid_value",
+        )
+    return value
 
 
 def _example(schema: Any, depth: int = 0) -> Any:
@@ -188,9 +202,10 @@ class SimulatorProvider:
         fault = self._fault(meta)
         if fault and fault != "disconnect":
             await self._raise_fault(fault)
-        ttft = _float(meta, "simulator_ttft_ms", self.settings.ttft_ms) / 1000
+        # Bounded: a timer the event loop cannot arm would fail the stream.
+        ttft = min(_float(meta, "simulator_ttft_ms", self.settings.ttft_ms) / 1000, _LONGEST_WAIT_S)
         rate = _float(meta, "simulator_tokens_per_s", self.settings.tokens_per_s)
-        interval = 1 / rate if rate > 0 else 0.0
+        interval = min(1 / rate, _LONGEST_WAIT_S) if rate > 0 else 0.0
         base = {
             "id": "chatcmpl-sim" + uuid.uuid4().hex[:20],
             "object": "chat.completion.chunk",
@@ -199,6 +214,7 @@ class SimulatorProvider:
             "system_fingerprint": "fp_simulator",
         }
         prompt_tokens = self.counter.count_messages(body.get("messages") or [], body.get("tools"))
+        words = self._reply_words(body, model, meta)  # may refuse a parameter: before chunk one
         await asyncio.sleep(ttft)
         yield {
             **base,
@@ -236,7 +252,6 @@ class SimulatorProvider:
                 ]
             finish = "tool_calls"
         else:
-            words = self._reply_words(body, model, meta)
             fmt = body.get("response_format") or {}
             if isinstance(fmt, dict) and fmt.get("type") in {"json_object", "json_schema"}:
                 schema = (fmt.get("json_schema") or {}).get("schema", {"properties": {}})

@@ -44,7 +44,12 @@ class SSEDecoder:
             if event is not None:
                 events.append(event)
         if len(self._buffer) + self._pending_size > self._max_event_bytes:
-            raise UpstreamError(502, "upstream sent an oversized stream event", retryable=False)
+            raise UpstreamError(
+                502,
+                "upstream sent an oversized stream event",
+                retryable=False,
+                code="upstream_error",
+            )
         return events
 
     def _line(self, line: str) -> SSEEvent | None:

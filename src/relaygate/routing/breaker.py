@@ -4,7 +4,10 @@ A circuit opens after `consecutive_failures` failures in a row, when the error r
 window passes `error_rate` (with at least `min_requests`), or when the provider says how long to
 wait (`Retry-After` on a 429 or 5xx), which then is the cooldown; otherwise `cooldown_s`.
 After the cooldown one request is let through as a probe (half-open): success closes the circuit,
-failure opens it again for twice as long (up to `max_cooldown_s`). A route with a single
+failure opens it again for twice as long (up to `max_cooldown_s`). Only attempts that say
+something about the deployment are recorded (routing/outcome.py): a caller's bad request or a
+tenant's unusable credential never opens a circuit, and a probe that ends that way is released
+for the next request. A route with a single
 deployment cools down too, so its requests fail fast instead of each paying the failed attempts.
 
 `SharedBreakers` mirrors open circuits through Redis: a replica that opens one publishes its
@@ -37,7 +40,12 @@ class Breakers(Protocol):
         ...
 
     def record(self, deployment: str, ok: bool, retry_after: float | None = None) -> None:
-        """The outcome of an attempt."""
+        """The outcome of an attempt that counts (a success or a provider fault)."""
+        ...
+
+    def release(self, deployment: str) -> None:
+        """An attempt ended that says nothing about the deployment (a caller's or tenant's
+        fault, a cancelled request): if it held the half-open probe, the probe is free again."""
         ...
 
 
@@ -81,6 +89,11 @@ class MemoryBreakers:
         if circuit is None or circuit.open_until == 0.0:
             return 0.0
         return max(0.0, circuit.open_until - self._clock())
+
+    def release(self, deployment: str) -> None:
+        circuit = self._circuits.get(deployment)
+        if circuit is not None:
+            circuit.probing = False
 
     def record(self, deployment: str, ok: bool, retry_after: float | None = None) -> None:
         circuit = self._circuit(deployment)
@@ -147,6 +160,9 @@ class SharedBreakers:
 
     def record(self, deployment: str, ok: bool, retry_after: float | None = None) -> None:
         self.local.record(deployment, ok, retry_after)
+
+    def release(self, deployment: str) -> None:
+        self.local.release(deployment)
 
     async def sync(self) -> None:
         """Publish circuits opened here; adopt circuits other replicas opened."""

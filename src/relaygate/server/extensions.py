@@ -9,6 +9,9 @@ body read).
   (`api.disconnect.unless_disconnected`).
 - `scope["extensions"][BODY]["complete"]() -> bool`: the whole request body has arrived, so
   reading it through `receive` will not wait (`api.body.read_body` then sets no timer).
+- `scope["extensions"][STATS]["snapshot"]() -> dict`: this worker process's counters of what
+  the server refused or lost before the app could answer (`server.stats`), for
+  `GET /admin/v1/server/stats`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 DISCONNECT = "relaygate.disconnect"
 BODY = "relaygate.body"
+STATS = "relaygate.stats"
 
 
 def offered(scope: Mapping[str, Any], name: str) -> Any | None:

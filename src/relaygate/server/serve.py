@@ -12,6 +12,7 @@ import os
 import sys
 
 import uvicorn
+from sqlalchemy.exc import DBAPIError
 
 from relaygate.app import create_app
 from relaygate.config.loader import ConfigError, log_routes_in_effect
@@ -22,7 +23,8 @@ from relaygate.server.banner import banner
 from relaygate.server.bootstrap import bootstrap, environ
 from relaygate.server.logs import configure_logging
 from relaygate.server.supervisor import uvicorn_options
-from relaygate.store.keys import KeyTooShortError
+from relaygate.store.database import shown_location
+from relaygate.store.keys import ChosenKeyError
 from relaygate.vault.master_key import MasterKeyError
 
 
@@ -38,11 +40,16 @@ def serve(config: GatewayConfig, config_path: str | None) -> int:
         return 1
     try:
         result = asyncio.run(bootstrap(config, environ()))
-    except KeyTooShortError as exc:
-        print(f"RELAYGATE_DEFAULT_KEY / RELAYGATE_ADMIN_KEY: {exc}", file=sys.stderr)
+    except ChosenKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     except MasterKeyError as exc:
         print(f"master key: {exc}", file=sys.stderr)
+        return 1
+    except (DBAPIError, OSError) as exc:
+        where = shown_location(server.resolved_database_url())
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+        print(f"error: cannot start (database {where}): {reason}", file=sys.stderr)
         return 1
     first_model = (
         config.routes[0].name

@@ -68,6 +68,9 @@ def uvicorn_options(host: str, port: int, log_level: str) -> dict[str, Any]:
         "log_config": None,  # no handlers of uvicorn's: its records go through ours
         "loop": "uvloop",
         "http": GracefulHttpToolsProtocol,
+        # The gateway speaks no WebSocket: an Upgrade request is answered as plain HTTP (in
+        # the JSON envelope where it is an error) instead of by uvicorn's empty 403.
+        "ws": "none",
         "timeout_graceful_shutdown": 30,
         "proxy_headers": False,
     }

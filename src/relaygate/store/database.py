@@ -7,9 +7,15 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from relaygate.store.errors import DatabaseNotReady
+from relaygate.store.startup_lock import startup_lock
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -56,3 +62,73 @@ def migrate(url: str) -> None:
 async def migrate_async(url: str) -> None:
     """`migrate` from async code (Alembic's env runs its own event loop, so use a thread)."""
     await asyncio.to_thread(migrate, url)
+
+
+async def current_revision(url: str) -> str | None:
+    """The schema revision the database holds (None: no Relaygate schema yet)."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            revision: str | None = await connection.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+            return revision
+    finally:
+        await engine.dispose()
+
+
+async def migrate_if_behind(url: str) -> None:
+    """Run the migrations unless the schema is current (call it holding the startup lock)."""
+    if await current_revision(url) != await asyncio.to_thread(head_revision, url):
+        await migrate_async(url)
+
+
+async def migrate_exclusively(url: str) -> None:
+    """Bring the schema to head, one process at a time (store/startup_lock.py). A process that
+    finds it current, as every replica and worker after the first does, takes no lock."""
+    if await current_revision(url) == await asyncio.to_thread(head_revision, url):
+        return
+    async with startup_lock(url):
+        await migrate_if_behind(url)
+
+
+def shown_location(url: str) -> str:
+    """Where `url` points, fit to print: the absolute file of SQLite, else the URL without its
+    password."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return str(Path(parsed.database).resolve())
+    return parsed.render_as_string(hide_password=True)
+
+
+def head_revision(url: str) -> str | None:
+    """The newest schema revision this version of Relaygate knows."""
+    return ScriptDirectory.from_config(_alembic_config(url)).get_current_head()
+
+
+async def require_current_schema(url: str) -> None:
+    """Refuse (DatabaseNotReady) unless `url` is a Relaygate database at this version's schema.
+
+    Nothing is created: a SQLite file that does not exist stays absent, and no migration runs
+    (`relaygate serve` migrates, under the startup lock, on its start)."""
+    where = shown_location(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise DatabaseNotReady("an in-memory SQLite database holds nothing for this command")
+        if not await asyncio.to_thread(Path(parsed.database).is_file):
+            raise DatabaseNotReady(f"no Relaygate database at {where}")
+    try:
+        found = await current_revision(url)
+    except (DBAPIError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+        raise DatabaseNotReady(f"cannot open the database {where}: {reason}") from None
+    head = await asyncio.to_thread(head_revision, url)
+    if found is None:
+        raise DatabaseNotReady(f"the database {where} holds no Relaygate schema yet")
+    if found != head:
+        raise DatabaseNotReady(
+            f"the database {where} is at schema revision {found}, this version of Relaygate"
+            f" expects {head}: start `relaygate serve` of this version once (it migrates), or use"
+            " the matching version of the command"
+        )

@@ -7,7 +7,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaygate.auth import signing_secrets
@@ -16,6 +16,7 @@ from relaygate.auth.signing_secrets import SigningSecret
 from relaygate.budgets import BudgetRule
 from relaygate.limits import Limit
 from relaygate.policy.snapshot import KeyPolicy, PolicySnapshot, TenantPolicy
+from relaygate.store.policy_version import bump_policy_version, policy_version
 from relaygate.store.tables import (
     ApiKey,
     BudgetPolicy,
@@ -28,25 +29,13 @@ from relaygate.vault.sealer import Sealer, SealError
 
 log = logging.getLogger("relaygate.policy")
 
+__all__ = ["bump_policy_version", "load_snapshot", "policy_version"]
+
 
 def _utc(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
-
-
-async def policy_version(sessions: async_sessionmaker[AsyncSession]) -> int:
-    """The current policy version (bumped by every admin write)."""
-    async with sessions() as session:
-        row = await session.get(PolicyVersion, 1)
-    return row.version if row is not None else 0
-
-
-async def bump_policy_version(session: AsyncSession) -> None:
-    """Make every replica reload its policy (call inside the transaction of the change)."""
-    await session.execute(
-        update(PolicyVersion).where(PolicyVersion.id == 1).values(version=PolicyVersion.version + 1)
-    )
 
 
 def _key_policy(row: ApiKey, sealer: Sealer) -> KeyPolicy:

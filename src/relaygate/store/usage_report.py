@@ -26,6 +26,9 @@ GROUP_COLUMNS: dict[str, Any] = {
     "provider": UsageRecord.provider,
     "day": None,  # dialect-specific, see _day
 }
+# Costs are reported to this many decimal places (1e-10 USD): well below any price per token,
+# and it drops the binary noise of float arithmetic (0.0006299999999999996 -> 0.00063).
+COST_DIGITS = 10
 TOTALS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "errors")
 RECORD_FIELDS = (
     "id",
@@ -63,6 +66,7 @@ class UsageFilter:
     provider: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    request_id: str | None = None
 
     def apply(self, query: Select[Any]) -> Select[Any]:
         """`query` restricted to the matching records."""
@@ -70,11 +74,25 @@ class UsageFilter:
             value = getattr(self, name, None) if column is not None else None
             if value is not None:
                 query = query.where(column == value)
+        if self.request_id is not None:  # indexed (ix_usage_records_request_id)
+            query = query.where(UsageRecord.request_id == self.request_id)
         if self.since is not None:
             query = query.where(UsageRecord.created_at >= self.since)
         if self.until is not None:
             query = query.where(UsageRecord.created_at <= self.until)
         return query
+
+
+def cost(usd: float | None) -> float:
+    """A cost or a sum of costs as reported: rounded to COST_DIGITS."""
+    return round(float(usd or 0.0), COST_DIGITS)
+
+
+def record_row(record: UsageRecord) -> dict[str, Any]:
+    """A record's RECORD_FIELDS as reported (the cost rounded)."""
+    row = {name: getattr(record, name) for name in RECORD_FIELDS}
+    row["cost_usd"] = cost(record.cost_usd)
+    return row
 
 
 def _day(session: AsyncSession) -> ColumnElement[Any]:
@@ -118,7 +136,7 @@ async def usage_totals(
     return [
         {
             **{name: row[name] for name in groups},
-            **{name: float(row[name]) if name == "cost_usd" else int(row[name]) for name in TOTALS},
+            **{name: cost(row[name]) if name == "cost_usd" else int(row[name]) for name in TOTALS},
         }
         for row in rows
     ]

@@ -41,13 +41,16 @@ class Usage:
 
 
 def cost_usd(model: ModelConfig, usage: Usage) -> float:
-    """What `usage` costs on `model`; cached input at its own price when one is set."""
+    """What `usage` costs on `model`; cached input at its own price when one is set. Rounded
+    to 1e-10 USD: finer than any real price of a token, and free of the float noise
+    (1.3499999999999998e-06 for 1.35e-06)."""
     cached = min(usage.cached_tokens, usage.prompt_tokens)
     cached_price = (
         model.cached_input_price if model.cached_input_price is not None else model.input_price
     )
-    return (
+    total = (
         (usage.prompt_tokens - cached) * model.input_price
         + cached * cached_price
         + usage.completion_tokens * model.output_price
     ) / 1_000_000
+    return round(total, 10)

@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 
 from relaygate.audit.log import AuditLog
-from relaygate.errors import UpstreamError
+from relaygate.errors import CredentialError
 from relaygate.vault.envelope import EnvelopeError, open_with
 from relaygate.vault.kms.base import KeyEncryptionKey, KMSError
 from relaygate.vault.scope import CURRENT
@@ -54,24 +54,24 @@ class CredentialBroker:
     async def resolve(self, provider: str, name: str) -> str:
         """The value of secret `name` for the current request's scope.
 
-        Raises UpstreamError 403 (retryable, so routing may try another provider) when the scope
-        has no such secret or grant, and 500 when it does not decrypt.
+        Raises CredentialError (routing may try another deployment; this one is not blamed):
+        403 `credential_not_granted` when the scope has no such secret or grant, 503
+        `credential_unavailable` when it does not decrypt (tampered, retired KEK version, KMS
+        unreachable). Messages name the secret, never its value or key material.
         """
         scope = CURRENT.get()
         if scope is None:
-            raise UpstreamError(
+            raise CredentialError(
                 403,
                 f"provider {provider!r} needs a vault credential, and this call has no tenant",
-                retryable=True,
                 code="credential_not_granted",
             )
         found = self.snapshot.find(scope.tenant_id, scope.environment, name)
         if found is None:
-            raise UpstreamError(
+            raise CredentialError(
                 403,
                 f"provider {provider!r} needs credential {name!r}, which is not granted to"
                 f" environment {scope.environment!r} of this tenant",
-                retryable=True,
                 code="credential_not_granted",
             )
         address, sealed = found.address, found.sealed
@@ -89,11 +89,10 @@ class CredentialBroker:
                         self._cache.popitem(last=False)
             value = open_with(data_key, address, sealed).decode()
         except (EnvelopeError, KMSError, UnicodeDecodeError) as exc:
-            raise UpstreamError(
-                500,
+            raise CredentialError(
+                503,
                 f"credential {name!r} for provider {provider!r} cannot be decrypted"
                 f" ({type(exc).__name__})",
-                retryable=True,
                 code="credential_unavailable",
             ) from None
         if self._audit is not None:
