@@ -46,6 +46,7 @@ from relaygate.errors import GatewayError
 from relaygate.jobs.service import JobService
 from relaygate.jobs.store import JobStore
 from relaygate.limits import build_limiter
+from relaygate.observability.access import AccessLog
 from relaygate.policy.alerts import AlertSink
 from relaygate.privacy.pseudonym import Pseudonymizer
 from relaygate.providers.base import Provider
@@ -319,6 +320,7 @@ def create_app(
     jobs (and serves no socket)."""
     env = dict(os.environ if environ is None else environ)
     contexts: list[AdminContext] = []
+    access = AccessLog() if config.logging.access_log else None
 
     def admin_context() -> AdminContext:
         return contexts[0]
@@ -327,6 +329,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gw = await build_gateway(config, env)
         app.state.gateway = gw
+        gw.usage.on_record = access.on_usage if access is not None else None
         contexts.append(_admin_context(gw, _root_signing_secret(env)))
         gw.usage.start()
         gw.streams = stream_store(config, gw.redis)
@@ -364,6 +367,8 @@ def create_app(
             await gw.audit.aclose()
             await gw.vault.kek.aclose()
             await gw.usage.aclose()
+            if access is not None:
+                access.flush()  # the lines of the last requests (and of the final usage records)
             for provider in gw.providers.values():
                 await provider.aclose()
             await gw.limiter.aclose()
@@ -411,7 +416,7 @@ def create_app(
         },
         lifespan=lifespan,
     )
-    outer = RequestIdMiddleware(FastPaths(app, data_plane))
+    outer = RequestIdMiddleware(FastPaths(app, data_plane), access)
     return outer
 
 
@@ -439,5 +444,5 @@ def create_app_from_env() -> ASGIApp:
     """Factory for the supervisor's workers: the config path comes from RELAYGATE_CONFIG."""
     die_with_supervisor()
     config = load_config(os.environ.get("RELAYGATE_CONFIG") or None)
-    configure_logging(config.server.log_level)  # a spawned worker starts with no handlers
+    configure_logging(config)  # a spawned worker starts with no handlers
     return create_app(config)

@@ -31,7 +31,7 @@ def test_a_file_without_routes_warns_and_the_built_in_name_is_a_404(tmp_path: Pa
     gw = start_gateway(tmp_path, NO_ROUTES)
     try:
         logs = gw.logs()
-        assert "WARNING relaygate.config:" in logs
+        assert '"level":"warning","logger":"relaygate.config"' in logs  # JSON lines by default
         assert "declares no routes: clients must name a model as provider/model" in logs
         assert "fast, smart, auto of the default configuration are not in effect" in logs
         answer = httpx.post(

@@ -11,6 +11,9 @@ Behaviour is chosen by the request's `model`:
 - `gpt-bad-chunk`: streams two chunks then a `data:` line that is not JSON.
 - `gpt-odd-chunk`: streams two chunks then a JSON chunk of the wrong shape (`choices` of strings).
 - `gpt-500`, `gpt-429`, `gpt-401`, `gpt-400`, `gpt-redirect`: answer with that error.
+- `gpt-echo-error`: answers `metadata.status` (default 500) with an OpenAI error whose message
+  quotes what it was sent (the Authorization header and the last user message), as providers'
+  error messages sometimes do.
 Every request is recorded with its headers; closed connections are recorded with a timestamp.
 `closed_at` and `bytes_sent` are keyed by the request's tag: the `X-Test-Tag` header, else
 `metadata.tag` in the body (which a gateway passes through), else the request's index.
@@ -133,6 +136,15 @@ class FakeOpenAI:
             if status == 429:
                 response.headers["Retry-After"] = "7"
             return response
+        if model == "gpt-echo-error":
+            status = int((body.get("metadata") or {}).get("status", 500))
+            quoted = f"{request.headers.get('Authorization', '')} {_last_user_text(body)}"
+            return _error(
+                status,
+                f"Could not process the request {quoted}",
+                "server_error" if status >= 500 else "invalid_request_error",
+                "echo_error",
+            )
         if model == "gpt-redirect":
             raise web.HTTPFound("http://127.0.0.1:1/elsewhere")
         if model == "gpt-slow" and not body.get("stream"):

@@ -32,6 +32,8 @@ class RunningGateway:
     admin_key: str
     data_dir: Path
     log_path: Path
+    # With `start_gateway(split_stderr=True)`: stderr (the log records) apart from stdout.
+    stderr_path: Path | None = None
 
     @property
     def v1(self) -> str:
@@ -63,8 +65,12 @@ def start_gateway(
     env: dict[str, str] | None = None,
     key: str = TENANT_KEY,
     extra_args: list[str] | None = None,
+    split_stderr: bool = False,
 ) -> RunningGateway:
-    """Write `config` (None = embedded default), start `relaygate serve`, wait until ready."""
+    """Write `config` (None = embedded default), start `relaygate serve`, wait until ready.
+
+    Output goes to `gateway.log`; with `split_stderr`, stderr (where the log records go) to
+    `gateway.stderr.log` instead."""
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     args = [sys.executable, "-m", "relaygate", "serve", "--port", str(port), *(extra_args or [])]
@@ -85,7 +91,9 @@ def start_gateway(
     )
     full_env.update(env or {})
     log = log_path.open("wb")
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+    stderr_path = tmp / "gateway.stderr.log" if split_stderr else None
+    stderr = stderr_path.open("wb") if stderr_path is not None else subprocess.STDOUT
+    process = subprocess.Popen(args, stdout=log, stderr=stderr, env=full_env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -93,7 +101,9 @@ def start_gateway(
             raise RuntimeError(f"gateway exited early:\n{log_path.read_text()}")
         try:
             if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                return RunningGateway(process, base, key, ADMIN_KEY, tmp / "data", log_path)
+                return RunningGateway(
+                    process, base, key, ADMIN_KEY, tmp / "data", log_path, stderr_path
+                )
         except httpx.TransportError:
             pass
         time.sleep(0.1)

@@ -279,7 +279,7 @@ def test_every_failed_attempt_is_logged_counted_and_shown_on_the_endpoint(
     warnings = [
         line
         for line in gw.logs().splitlines()
-        if "WARNING" in line and endpoint["id"] in line and "HTTP 500" in line
+        if '"level":"warning"' in line and endpoint["id"] in line and "HTTP 500" in line
     ]
     assert len(warnings) == 2, gw.logs()[-3000:]
     assert endpoint["secret"] not in gw.logs()

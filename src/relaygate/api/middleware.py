@@ -1,5 +1,6 @@
-"""Pure ASGI middleware wrapped around the whole app: request ids on every response, and the
-count of requests in flight (a worker is recycled only when it has none).
+"""Pure ASGI middleware wrapped around the whole app: request ids on every response, the
+count of requests in flight (a worker is recycled only when it has none), and the access log's
+line of each data-plane request, written once its answer is sent (observability/access.py).
 
 It sits outside Starlette's ServerErrorMiddleware so even a 500 carries its request id, and it
 absorbs the exception that ServerErrorMiddleware re-raises after answering, so the server logs
@@ -16,6 +17,8 @@ import secrets
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from relaygate.observability.access import AccessLog
+
 log = logging.getLogger("relaygate.api")
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -30,8 +33,9 @@ class RequestIdMiddleware:
     they are not secrets (a client may choose its own).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, access: AccessLog | None = None) -> None:
         self.app = app
+        self.access = access
         self._id_prefix = "req_" + secrets.token_hex(8)
         self._id_counter = itertools.count(1)
         self.in_flight = 0  # HTTP requests started and not yet finished
@@ -51,10 +55,19 @@ class RequestIdMiddleware:
         request_id = request_id or f"{self._id_prefix}{next(self._id_counter):016x}"
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
+        access = self.access
+        if access is None or not access.wants(scope["path"]):
+            entry = token = None
+        else:
+            entry, token = access.begin(request_id, scope["method"], scope["path"])
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), header]
+                if entry is not None:
+                    entry.status = message["status"]
+            elif entry is not None and entry.status >= 400 and entry.error_body is None:
+                entry.error_body = message.get("body", b"")  # its error type, for the log
             await send(message)
 
         self.in_flight += 1
@@ -67,3 +80,5 @@ class RequestIdMiddleware:
             log.error("request %s failed: %s", request_id, type(exc).__name__)
         finally:
             self.in_flight -= 1
+            if entry is not None and token is not None and access is not None:
+                access.end(entry, token)

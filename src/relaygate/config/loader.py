@@ -27,6 +27,8 @@ SERVER_OVERRIDES = {
     "RELAYGATE_REDIS_URL": "redis_url",
     "RELAYGATE_REDIS_PREFIX": "redis_prefix",
 }
+# ... and `logging` settings.
+LOGGING_OVERRIDES = {"RELAYGATE_LOG_FORMAT": "format"}
 
 
 class ConfigError(Exception):
@@ -70,7 +72,11 @@ def _apply_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[st
     for variable, key in SERVER_OVERRIDES.items():
         if variable in environ and environ[variable] != "":
             server[key] = environ[variable]
-    return {**raw, "server": server}
+    logging_ = dict(raw.get("logging") or {})
+    for variable, key in LOGGING_OVERRIDES.items():
+        if environ.get(variable):
+            logging_[key] = environ[variable]
+    return {**raw, "server": server, **({"logging": logging_} if logging_ else {})}
 
 
 def parse_config(

@@ -399,6 +399,24 @@ class PrivacyConfig(Strict):
     )
 
 
+class LoggingConfig(Strict):
+    """What the gateway's processes write to stderr (docs/observability.md#logs)."""
+
+    format: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description="json: one JSON object per line; text: for reading in a terminal; auto:"
+        " text when stderr is a terminal, json otherwise",
+    )
+    access_log: bool = Field(
+        True, description="One line per data-plane request, written after its answer is sent"
+    )
+    redact: bool = Field(
+        True,
+        description="Remove secrets and personal data (e-mail, phone, card numbers) from every"
+        " log line; personal data becomes its privacy.hash_pii pseudonym when that is on",
+    )
+
+
 class JobsConfig(Strict):
     """Background jobs (`/v1/jobs`) and how they are dispatched to workers."""
 
@@ -561,6 +579,7 @@ class GatewayConfig(Strict):
     vault: VaultConfig = VaultConfig()
     audit: AuditConfig = AuditConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    logging: LoggingConfig = LoggingConfig()
     jobs: JobsConfig = JobsConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
     streams: StreamsConfig = StreamsConfig()

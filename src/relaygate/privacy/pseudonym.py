@@ -5,7 +5,9 @@ is replaced on entry by `u_` + the first 32 hex digits of HMAC-SHA256(salt, valu
 budgets, usage records and the admin API all see only the pseudonym: stable per deployment (so
 per-user limits and usage still work), useless without the salt. The salt comes from
 `RELAYGATE_PII_SALT` or `<data_dir>/pii.salt` (0600, created on first start); replicas share it.
-Client IP addresses are not recorded at all (the access log is off).
+Client IP addresses are not recorded at all (the access log has no client address); in logs,
+e-mail addresses and phone numbers become `[email:u_...]` / `[phone:u_...]`
+(observability/redaction.py).
 """
 
 from __future__ import annotations

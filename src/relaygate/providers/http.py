@@ -8,6 +8,7 @@ Error messages never contain the upstream URL or any credential.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +23,8 @@ from relaygate.providers.http1 import ConnectFailed, HTTPClientError, Pool, Resp
 from relaygate.providers.sse import SSEDecoder, SSEEvent
 from relaygate.vault.scope import revealed_values
 
+log = logging.getLogger("relaygate.providers")
+
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("retry-after-ms")
@@ -31,6 +34,14 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         except ValueError:
             pass
     return parse_retry_after(headers.get("retry-after"))
+
+
+def _clip(text: str, limit: int) -> str:
+    """`text` cut to about `limit` characters at a space: never in the middle of a word, where
+    half a secret would no longer look like one to the log's redaction."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(maxsplit=1)[0] + " [...]"
 
 
 def _error_message(payload: bytes) -> tuple[str | None, str | None, str | None]:
@@ -168,6 +179,16 @@ class UpstreamClient:
             payload = b""
         message, code, param = _error_message(payload)
         retry_after = _retry_after(response.headers)
+        # What the provider said, for the operator (the log's redaction filter removes secrets
+        # and personal data it may echo; vault credentials are removed here as well).
+        log.log(
+            logging.INFO if status == 429 else logging.WARNING,
+            "provider %r answered HTTP %d (%s): %s",
+            name,
+            status,
+            code,
+            _clip(self.redact(message), 2000) if message else "no error message",
+        )
         if 300 <= status < 400:
             raise UpstreamError(502, f"provider {name!r} answered with a redirect", retryable=False)
         if self.vault is not None and status in (401, 403, 429):

@@ -18,6 +18,7 @@ from relaygate.app import create_app
 from relaygate.config.loader import ConfigError, log_routes_in_effect
 from relaygate.config.schema import GatewayConfig
 from relaygate.config.secrets import provider_secrets
+from relaygate.observability.setup import resolve_format
 from relaygate.server.banner import banner
 from relaygate.server.bootstrap import bootstrap, environ
 from relaygate.server.logs import configure_logging
@@ -30,7 +31,7 @@ from relaygate.vault.master_key import MasterKeyError
 def serve(config: GatewayConfig, config_path: str | None) -> int:
     """Bootstrap, print the banner, and serve until stopped. Returns the exit code."""
     server = config.server
-    configure_logging(server.log_level)
+    configure_logging(config)
     log_routes_in_effect(config, config_path)
     try:
         provider_secrets(config, environ())
@@ -75,6 +76,7 @@ def serve(config: GatewayConfig, config_path: str | None) -> int:
                 f"--port={server.port}",
                 f"--workers={server.workers}",
                 f"--log-level={server.log_level}",
+                f"--log-format={resolve_format(config.logging.format)}",
             ],
         )
     uvicorn.run(create_app(config), **uvicorn_options(server.host, server.port, server.log_level))

@@ -9,7 +9,8 @@ replaced (server/recycle.py) leaves a flag file named after its pid in `RELAYGAT
 and sends SIGUSR1; the replacement is started on the same socket, and only once it serves is the
 old worker sent SIGTERM, which lets it finish what it has in flight (up to 30 s).
 
-    python -m relaygate.server.supervisor --host H --port P --workers N --log-level info
+    python -m relaygate.server.supervisor --host H --port P --workers N --log-level info \
+        --log-format json
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
+from relaygate.observability.redaction import Redactor
+from relaygate.observability.setup import install
 from relaygate.server.protocol import GracefulHttpToolsProtocol
 
 RECYCLE_DIR_ENV = "RELAYGATE_RECYCLE_DIR"
@@ -61,7 +64,8 @@ def uvicorn_options(host: str, port: int, log_level: str) -> dict[str, Any]:
         "host": host,
         "port": port,
         "log_level": log_level,
-        "access_log": False,
+        "access_log": False,  # the gateway writes its own (observability/access.py)
+        "log_config": None,  # no handlers of uvicorn's: its records go through ours
         "loop": "uvloop",
         "http": GracefulHttpToolsProtocol,
         # The gateway speaks no WebSocket: an Upgrade request is answered as plain HTTP (in
@@ -122,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-format", choices=("json", "text"), default="json")
     args = parser.parse_args(argv)
+    # The supervisor only logs about its workers: secrets redacted, no personal data to hash.
+    install(args.log_format, args.log_level, Redactor())
     config = uvicorn.Config(
         APP_FACTORY,
         factory=True,

@@ -34,7 +34,7 @@ async def _work(config: GatewayConfig) -> None:
 
 def work(config: GatewayConfig) -> int:
     """Run jobs until SIGTERM/SIGINT. Returns the exit code."""
-    configure_logging(config.server.log_level)
+    configure_logging(config)
     if config.jobs.queue == "embedded":
         print(
             "relaygate worker needs a shared queue: set jobs.queue: redis (the embedded queue"

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +73,7 @@ class UsageRecorder:
     """Buffers usage events, journals them to `journal_dir` if given, and writes them in batches.
 
     Without a journal directory a killed process loses the events of the current batch.
+    `on_record`, if given, also sees every event as it is recorded (the access log).
     """
 
     def __init__(
@@ -79,8 +81,10 @@ class UsageRecorder:
         sessions: async_sessionmaker[AsyncSession],
         interval: float = 0.5,
         journal_dir: Path | None = None,
+        on_record: Callable[[UsageEvent], None] | None = None,
     ) -> None:
         self._sessions = sessions
+        self.on_record = on_record
         self._interval = interval
         self._journal = Journal(journal_dir) if journal_dir is not None else None
         self._batch = _Batch()
@@ -113,6 +117,8 @@ class UsageRecorder:
                     self._journal_failed("write to", exc)
         if len(batch.rows) >= _WAKE_AT:
             self._wake.set()
+        if self.on_record is not None:
+            self.on_record(event)
 
     def _open_segment(self) -> Segment | None:
         if self._journal is None or not self._journal_ok:
