@@ -45,6 +45,8 @@ def install(
         logger = logging.getLogger(name)
         for old in list(logger.handlers):
             logger.removeHandler(old)
+        logger.setLevel(logging.NOTSET)  # the configured level, not one an earlier setup left
+        logger.disabled = False
         logger.propagate = True
     uvicorn_access = logging.getLogger(UVICORN_ACCESS)
     for old in list(uvicorn_access.handlers):
