@@ -35,8 +35,8 @@ WRONG_KEY = generate_key()[0]  # well-formed, checksum and all, but unknown
 SECRETS = {
     "openai": "sk-proj-" + "Q7" * 20,
     "anthropic": "sk-ant-api03-" + "Zx9" * 12,
-    "google": "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
-    "aws": "AKIAIOSFODNN7EXAMPLE",
+    "google": "AIzaSyFAKE-notarealkey-0123456789abcdef",
+    "aws": "AKIA" + "FAKE0EXAMPLE0KEY",
     "relaygate": WRONG_KEY,
     "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ3cC1zaXRlLTQyIiwiZXhwIjo5OTk5OTk5OTk5fQ."
     "c2lnbmF0dXJlLXRoYXQtbG9va3MtcmVhbA",

